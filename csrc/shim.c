@@ -1,0 +1,625 @@
+/* libhspkcs11.so: the C side of the PKCS#11 ABI.
+ *
+ * Each C_* entry point checks pointers and lengths, crosses into Python once (an
+ * `extern "Python"` callback declared in csrc/build_shim.py, defined by
+ * hspkcs11/abi/bridge.py), and applies the length-query convention to what Python
+ * returned (PKCS#11 v2.40 Base §5.2). It holds no policy. DESIGN.md "The shim" explains
+ * the start-up sequence; every step of it guards a failure seen in a prototype.
+ *
+ * This file is #included by the source that cffi generates, after pkcs11.h, shim.h, the
+ * generated hs_consts.h and the prototypes of the py_* callbacks.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <dlfcn.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define HS_EXPORT __attribute__((visibility("default")))
+
+/* ---- starting Python ------------------------------------------------------------- */
+
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static int g_ready;               /* the engine imported and answered */
+static PyGILState_STATE g_fork_gil;
+
+static void hs_log(const char *what, const char *detail)
+{
+    fprintf(stderr, "hspkcs11: %s%s%s\n", what, detail ? ": " : "", detail ? detail : "");
+}
+
+/* The venv's python: $HSPKCS11_PYTHON if set (and then only it), else the nearest
+ * pyvenv.cfg above this library, else the interpreter that built it. */
+static int hs_find_python(char *exe, size_t cap)
+{
+    const char *env = getenv("HSPKCS11_PYTHON");
+    if (env && *env) {
+        snprintf(exe, cap, "%s", env);
+        return access(exe, X_OK) == 0 ? 0 : -1;
+    }
+    Dl_info info;
+    if (dladdr((void *)&hs_find_python, &info) && info.dli_fname) {
+        char dir[PATH_MAX];
+        if (realpath(info.dli_fname, dir)) {
+            char *slash;
+            while ((slash = strrchr(dir, '/')) != NULL && slash != dir) {
+                *slash = '\0';
+                char cfg[PATH_MAX + 16];
+                snprintf(cfg, sizeof cfg, "%s/pyvenv.cfg", dir);
+                if (access(cfg, R_OK) == 0) {
+                    snprintf(exe, cap, "%s/bin/python3", dir);
+                    if (access(exe, X_OK) == 0)
+                        return 0;
+                }
+            }
+        }
+    }
+    snprintf(exe, cap, "%s", HS_BUILD_PYTHON);
+    return access(exe, X_OK) == 0 ? 0 : -1;
+}
+
+/* Around fork(), as os.fork() does: hold the GIL so no other thread is inside Python,
+ * and let the child re-initialise the runtime's locks. */
+static void hs_fork_prepare(void) { g_fork_gil = PyGILState_Ensure(); PyOS_BeforeFork(); }
+static void hs_fork_parent(void) { PyOS_AfterFork_Parent(); PyGILState_Release(g_fork_gil); }
+static void hs_fork_child(void) { PyOS_AfterFork_Child(); PyGILState_Release(g_fork_gil); }
+
+static int hs_start_python(void)
+{
+    /* A C host dlopen()ed us RTLD_LOCAL: make libpython's symbols global, or extension
+     * modules (_cffi_backend, cryptography's) fail to resolve Py* symbols. */
+    Dl_info info;
+    if (dladdr((void *)&Py_IsInitialized, &info) && info.dli_fname)
+        dlopen(info.dli_fname, RTLD_NOW | RTLD_GLOBAL | RTLD_NOLOAD);
+
+    char exe[PATH_MAX];
+    if (hs_find_python(exe, sizeof exe) != 0) {
+        hs_log("no Python interpreter found (set HSPKCS11_PYTHON to the venv's python)", exe);
+        return -1;
+    }
+    PyConfig config;
+    PyConfig_InitIsolatedConfig(&config);
+    PyStatus st = PyConfig_SetBytesString(&config, &config.executable, exe);
+    if (!PyStatus_Exception(st))
+        st = Py_InitializeFromConfig(&config);
+    PyConfig_Clear(&config);
+    if (PyStatus_Exception(st)) {
+        hs_log("cannot start Python", st.err_msg);
+        return -1;
+    }
+    PyEval_SaveThread();    /* release the GIL: callbacks take it per call */
+    pthread_atfork(hs_fork_prepare, hs_fork_parent, hs_fork_child);
+    return 0;
+}
+
+static void hs_start(void)
+{
+    if (!Py_IsInitialized() && hs_start_python() != 0)
+        return;
+    /* cffi returns 0 from a callback whose init code failed: 0 here means "not ready". */
+    g_ready = py_Ready() == 1;
+    if (!g_ready)
+        hs_log("the hspkcs11 engine did not start; every call returns CKR_GENERAL_ERROR", NULL);
+}
+
+/* Pin the library: unloading it under a live interpreter would unmap callback code. */
+__attribute__((constructor)) static void hs_pin(void)
+{
+    Dl_info info;
+    if (dladdr((void *)&hs_pin, &info) && info.dli_fname)
+        dlopen(info.dli_fname, RTLD_NOW | RTLD_NODELETE | RTLD_NOLOAD);
+}
+
+#define READY() do { \
+        pthread_once(&g_once, hs_start); \
+        if (!g_ready) return HS_CKR_GENERAL_ERROR; \
+    } while (0)
+
+/* The process that called C_Initialize (0: none). A child after fork() is not
+ * initialised until it calls C_Initialize itself (Base §5.4; DESIGN "fork"). Python
+ * keeps the authoritative state; this copy lets C answer CKR_CRYPTOKI_NOT_INITIALIZED
+ * before its pointer checks, in the order SoftHSM2 uses. */
+static volatile pid_t g_init_pid;
+
+#define INITED() do { \
+        READY(); \
+        if (g_init_pid != getpid()) return HS_CKR_CRYPTOKI_NOT_INITIALIZED; \
+    } while (0)
+
+/* A byte buffer that claims a length must exist. */
+#define NEED_BUF(p, n) do { if ((p) == NULL && (n) > 0) return HS_CKR_ARGUMENTS_BAD; } while (0)
+#define NEED_PTR(p) do { if ((p) == NULL) return HS_CKR_ARGUMENTS_BAD; } while (0)
+
+/* ---- the length-query convention (Base §5.2) -------------------------------------- */
+
+static CK_ULONG hs_cap(const void *in, CK_ULONG in_len, const void *out, const CK_ULONG *out_len)
+{
+    if (out_len == NULL || (in == NULL && in_len > 0))
+        return HS_CAP_BAD;
+    return out == NULL ? HS_CAP_QUERY : *out_len;
+}
+
+/* Copy `o` (elem-sized items) to the caller, or report the size it needs. */
+static CK_RV hs_deliver(CK_RV rv, const hs_out *o, void *buf, CK_ULONG *count, size_t elem)
+{
+    if (rv != HS_CKR_OK)
+        return rv;
+    CK_ULONG n = o->len / elem;
+    if (buf == NULL) {
+        *count = n;
+        return HS_CKR_OK;
+    }
+    if (*count < n) {
+        *count = n;
+        return HS_CKR_BUFFER_TOO_SMALL;
+    }
+    if (o->len)
+        memcpy(buf, o->ptr, o->len);
+    *count = n;
+    return HS_CKR_OK;
+}
+
+/* ---- general purpose and slot/token functions --------------------------------------- */
+
+static CK_RV hs_check_init_args(const CK_C_INITIALIZE_ARGS *a)
+{
+    if (a == NULL)
+        return HS_CKR_OK;
+    if (a->pReserved != NULL)
+        return HS_CKR_ARGUMENTS_BAD;
+    int given = (a->CreateMutex != NULL) + (a->DestroyMutex != NULL) +
+                (a->LockMutex != NULL) + (a->UnlockMutex != NULL);
+    if (given != 0 && given != 4)       /* all four or none (Base §5.4 C_Initialize) */
+        return HS_CKR_ARGUMENTS_BAD;
+    /* Application mutexes without CKF_OS_LOCKING_OK: we can only lock with our own
+     * (Python's) primitives, so we cannot honour them. */
+    if (given == 4 && !(a->flags & HS_CKF_OS_LOCKING_OK))
+        return HS_CKR_CANT_LOCK;
+    return HS_CKR_OK;
+}
+
+HS_EXPORT CK_RV C_Initialize(CK_VOID_PTR pInitArgs)
+{
+    CK_RV rv = hs_check_init_args((const CK_C_INITIALIZE_ARGS *)pInitArgs);
+    if (rv != HS_CKR_OK)
+        return rv;
+    READY();
+    rv = py_Initialize(pInitArgs ? ((CK_C_INITIALIZE_ARGS *)pInitArgs)->flags : 0);
+    if (rv == HS_CKR_OK)
+        g_init_pid = getpid();
+    return rv;
+}
+
+HS_EXPORT CK_RV C_Finalize(CK_VOID_PTR pReserved)
+{
+    INITED();
+    if (pReserved != NULL)
+        return HS_CKR_ARGUMENTS_BAD;
+    CK_RV rv = py_Finalize();
+    if (rv == HS_CKR_OK)
+        g_init_pid = 0;
+    return rv;
+}
+
+HS_EXPORT CK_RV C_GetInfo(CK_INFO *pInfo)
+{
+    INITED();
+    NEED_PTR(pInfo);
+    return py_GetInfo(pInfo);
+}
+
+HS_EXPORT CK_RV C_GetSlotList(CK_BBOOL tokenPresent, CK_SLOT_ID_PTR pSlotList, CK_ULONG_PTR pulCount)
+{
+    INITED();
+    NEED_PTR(pulCount);
+    hs_out o = {0};
+    return hs_deliver(py_GetSlotList(tokenPresent, &o), &o, pSlotList, pulCount, sizeof(CK_SLOT_ID));
+}
+
+HS_EXPORT CK_RV C_GetSlotInfo(CK_SLOT_ID slotID, CK_SLOT_INFO *pInfo)
+{
+    INITED();
+    NEED_PTR(pInfo);
+    return py_GetSlotInfo(slotID, pInfo);
+}
+
+HS_EXPORT CK_RV C_GetTokenInfo(CK_SLOT_ID slotID, CK_TOKEN_INFO *pInfo)
+{
+    INITED();
+    NEED_PTR(pInfo);
+    return py_GetTokenInfo(slotID, pInfo);
+}
+
+HS_EXPORT CK_RV C_GetMechanismList(CK_SLOT_ID slotID, CK_MECHANISM_TYPE_PTR pList, CK_ULONG_PTR pulCount)
+{
+    INITED();
+    NEED_PTR(pulCount);
+    hs_out o = {0};
+    return hs_deliver(py_GetMechanismList(slotID, &o), &o, pList, pulCount, sizeof(CK_MECHANISM_TYPE));
+}
+
+HS_EXPORT CK_RV C_GetMechanismInfo(CK_SLOT_ID slotID, CK_MECHANISM_TYPE type, CK_MECHANISM_INFO *pInfo)
+{
+    INITED();
+    NEED_PTR(pInfo);
+    return py_GetMechanismInfo(slotID, type, pInfo);
+}
+
+HS_EXPORT CK_RV C_InitToken(CK_SLOT_ID slotID, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen, CK_UTF8CHAR_PTR pLabel)
+{
+    INITED();
+    NEED_BUF(pPin, ulPinLen);
+    NEED_PTR(pLabel);
+    return py_InitToken(slotID, pPin, ulPinLen, pLabel);
+}
+
+HS_EXPORT CK_RV C_InitPIN(CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen)
+{
+    INITED();
+    NEED_BUF(pPin, ulPinLen);
+    return py_InitPIN(h, pPin, ulPinLen);
+}
+
+HS_EXPORT CK_RV C_SetPIN(CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR pOld, CK_ULONG ulOldLen,
+                         CK_UTF8CHAR_PTR pNew, CK_ULONG ulNewLen)
+{
+    INITED();
+    NEED_BUF(pOld, ulOldLen);
+    NEED_BUF(pNew, ulNewLen);
+    return py_SetPIN(h, pOld, ulOldLen, pNew, ulNewLen);
+}
+
+/* ---- sessions -------------------------------------------------------------------- */
+
+HS_EXPORT CK_RV C_OpenSession(CK_SLOT_ID slotID, CK_FLAGS flags, CK_VOID_PTR pApplication,
+                              CK_NOTIFY Notify, CK_SESSION_HANDLE_PTR phSession)
+{
+    INITED();
+    (void)pApplication;
+    (void)Notify;           /* callbacks are optional (Base §5.6); we never call them */
+    NEED_PTR(phSession);
+    return py_OpenSession(slotID, flags, phSession);
+}
+
+HS_EXPORT CK_RV C_CloseSession(CK_SESSION_HANDLE h) { INITED(); return py_CloseSession(h); }
+HS_EXPORT CK_RV C_CloseAllSessions(CK_SLOT_ID slotID) { INITED(); return py_CloseAllSessions(slotID); }
+
+HS_EXPORT CK_RV C_GetSessionInfo(CK_SESSION_HANDLE h, CK_SESSION_INFO *pInfo)
+{
+    INITED();
+    NEED_PTR(pInfo);
+    return py_GetSessionInfo(h, pInfo);
+}
+
+HS_EXPORT CK_RV C_GetOperationState(CK_SESSION_HANDLE h, CK_BYTE_PTR pState, CK_ULONG_PTR pulLen)
+{
+    INITED();
+    (void)pState;
+    (void)pulLen;
+    return py_Unsupported(h);
+}
+
+HS_EXPORT CK_RV C_SetOperationState(CK_SESSION_HANDLE h, CK_BYTE_PTR pState, CK_ULONG ulLen,
+                                    CK_OBJECT_HANDLE hEnc, CK_OBJECT_HANDLE hAuth)
+{
+    INITED();
+    (void)pState; (void)ulLen; (void)hEnc; (void)hAuth;
+    return py_Unsupported(h);
+}
+
+HS_EXPORT CK_RV C_Login(CK_SESSION_HANDLE h, CK_USER_TYPE userType, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen)
+{
+    INITED();
+    NEED_BUF(pPin, ulPinLen);
+    return py_Login(h, userType, pPin, ulPinLen);
+}
+
+HS_EXPORT CK_RV C_Logout(CK_SESSION_HANDLE h) { INITED(); return py_Logout(h); }
+
+/* ---- objects --------------------------------------------------------------------- */
+
+HS_EXPORT CK_RV C_CreateObject(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount,
+                               CK_OBJECT_HANDLE_PTR phObject)
+{
+    INITED();
+    NEED_BUF(pTemplate, ulCount);
+    NEED_PTR(phObject);
+    return py_CreateObject(h, pTemplate, ulCount, phObject);
+}
+
+HS_EXPORT CK_RV C_CopyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE hObject, CK_ATTRIBUTE_PTR pTemplate,
+                             CK_ULONG ulCount, CK_OBJECT_HANDLE_PTR phNewObject)
+{
+    INITED();
+    NEED_BUF(pTemplate, ulCount);
+    NEED_PTR(phNewObject);
+    return py_CopyObject(h, hObject, pTemplate, ulCount, phNewObject);
+}
+
+HS_EXPORT CK_RV C_DestroyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE hObject)
+{
+    INITED();
+    return py_DestroyObject(h, hObject);
+}
+
+HS_EXPORT CK_RV C_GetObjectSize(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE hObject, CK_ULONG_PTR pulSize)
+{
+    INITED();
+    NEED_PTR(pulSize);
+    return py_GetObjectSize(h, hObject, pulSize);
+}
+
+/* Per-attribute rules of Base §5.7 C_GetAttributeValue: fill every attribute that can
+ * be filled, mark the others CK_UNAVAILABLE_INFORMATION, and return the code of the
+ * last problem met (the spec lets any of them be returned). */
+HS_EXPORT CK_RV C_GetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE hObject,
+                                    CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount)
+{
+    INITED();
+    NEED_BUF(pTemplate, ulCount);
+    hs_attr_out stack_out[16];
+    hs_attr_out *out = ulCount <= 16 ? stack_out : calloc(ulCount, sizeof *out);
+    if (out == NULL)
+        return HS_CKR_HOST_MEMORY;
+    CK_RV rv = py_GetAttributeValue(h, hObject, pTemplate, ulCount, out);
+    if (rv == HS_CKR_OK) {
+        for (CK_ULONG i = 0; i < ulCount; i++) {
+            CK_ATTRIBUTE *a = &pTemplate[i];
+            if (out[i].status != HS_CKR_OK) {
+                a->ulValueLen = HS_CK_UNAVAILABLE_INFORMATION;
+                rv = out[i].status;
+            } else if (a->pValue == NULL) {
+                a->ulValueLen = out[i].len;
+            } else if (a->ulValueLen < out[i].len) {
+                a->ulValueLen = HS_CK_UNAVAILABLE_INFORMATION;
+                rv = HS_CKR_BUFFER_TOO_SMALL;
+            } else {
+                if (out[i].len)
+                    memcpy(a->pValue, out[i].ptr, out[i].len);
+                a->ulValueLen = out[i].len;
+            }
+        }
+    }
+    if (out != stack_out)
+        free(out);
+    return rv;
+}
+
+HS_EXPORT CK_RV C_SetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE hObject,
+                                    CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount)
+{
+    INITED();
+    NEED_BUF(pTemplate, ulCount);
+    return py_SetAttributeValue(h, hObject, pTemplate, ulCount);
+}
+
+HS_EXPORT CK_RV C_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount)
+{
+    INITED();
+    NEED_BUF(pTemplate, ulCount);
+    return py_FindObjectsInit(h, pTemplate, ulCount);
+}
+
+HS_EXPORT CK_RV C_FindObjects(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE_PTR phObject, CK_ULONG ulMaxCount,
+                              CK_ULONG_PTR pulObjectCount)
+{
+    INITED();
+    NEED_BUF(phObject, ulMaxCount);
+    NEED_PTR(pulObjectCount);
+    return py_FindObjects(h, phObject, ulMaxCount, pulObjectCount);
+}
+
+HS_EXPORT CK_RV C_FindObjectsFinal(CK_SESSION_HANDLE h) { INITED(); return py_FindObjectsFinal(h); }
+
+/* ---- cryptographic operations ----------------------------------------------------- */
+
+#define OP_INIT(name, op) \
+    HS_EXPORT CK_RV name(CK_SESSION_HANDLE h, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hKey) \
+    { INITED(); NEED_PTR(pMechanism); return py_OpInit(op, h, pMechanism, hKey); }
+
+/* One-shot and update calls that produce output (C_Encrypt, C_DecryptUpdate...). */
+#define OP_DATA(name, op, step) \
+    HS_EXPORT CK_RV name(CK_SESSION_HANDLE h, CK_BYTE_PTR pIn, CK_ULONG ulIn, CK_BYTE_PTR pOut, \
+                         CK_ULONG_PTR pulOut) \
+    { \
+        INITED(); \
+        hs_out o = {0}; \
+        CK_RV rv = py_OpData(op, step, h, pIn, ulIn, hs_cap(pIn, ulIn, pOut, pulOut), &o); \
+        return hs_deliver(rv, &o, pOut, pulOut, 1); \
+    }
+
+/* Final calls that produce output (C_EncryptFinal, C_SignFinal...). */
+#define OP_FINAL(name, op) \
+    HS_EXPORT CK_RV name(CK_SESSION_HANDLE h, CK_BYTE_PTR pOut, CK_ULONG_PTR pulOut) \
+    { \
+        INITED(); \
+        hs_out o = {0}; \
+        CK_RV rv = py_OpData(op, HS_STEP_FINAL, h, NULL, 0, hs_cap(NULL, 0, pOut, pulOut), &o); \
+        return hs_deliver(rv, &o, pOut, pulOut, 1); \
+    }
+
+/* Update calls with no output (C_DigestUpdate, C_SignUpdate, C_VerifyUpdate). */
+#define OP_FEED(name, op) \
+    HS_EXPORT CK_RV name(CK_SESSION_HANDLE h, CK_BYTE_PTR pPart, CK_ULONG ulPartLen) \
+    { \
+        INITED(); \
+        return py_OpFeed(op, h, pPart, ulPartLen); \
+    }
+
+OP_INIT(C_EncryptInit, HS_OP_ENCRYPT)
+OP_DATA(C_Encrypt, HS_OP_ENCRYPT, HS_STEP_ONESHOT)
+OP_DATA(C_EncryptUpdate, HS_OP_ENCRYPT, HS_STEP_UPDATE)
+OP_FINAL(C_EncryptFinal, HS_OP_ENCRYPT)
+OP_INIT(C_DecryptInit, HS_OP_DECRYPT)
+OP_DATA(C_Decrypt, HS_OP_DECRYPT, HS_STEP_ONESHOT)
+OP_DATA(C_DecryptUpdate, HS_OP_DECRYPT, HS_STEP_UPDATE)
+OP_FINAL(C_DecryptFinal, HS_OP_DECRYPT)
+
+HS_EXPORT CK_RV C_DigestInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR pMechanism)
+{
+    INITED();
+    NEED_PTR(pMechanism);
+    return py_OpInit(HS_OP_DIGEST, h, pMechanism, 0);
+}
+OP_DATA(C_Digest, HS_OP_DIGEST, HS_STEP_ONESHOT)
+OP_FEED(C_DigestUpdate, HS_OP_DIGEST)
+HS_EXPORT CK_RV C_DigestKey(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE hKey) { INITED(); return py_DigestKey(h, hKey); }
+OP_FINAL(C_DigestFinal, HS_OP_DIGEST)
+
+OP_INIT(C_SignInit, HS_OP_SIGN)
+OP_DATA(C_Sign, HS_OP_SIGN, HS_STEP_ONESHOT)
+OP_FEED(C_SignUpdate, HS_OP_SIGN)
+OP_FINAL(C_SignFinal, HS_OP_SIGN)
+
+OP_INIT(C_VerifyInit, HS_OP_VERIFY)
+HS_EXPORT CK_RV C_Verify(CK_SESSION_HANDLE h, CK_BYTE_PTR pData, CK_ULONG ulDataLen,
+                         CK_BYTE_PTR pSignature, CK_ULONG ulSignatureLen)
+{
+    INITED();
+    return py_Verify(h, pData, ulDataLen, pSignature, ulSignatureLen, HS_STEP_ONESHOT);
+}
+OP_FEED(C_VerifyUpdate, HS_OP_VERIFY)
+HS_EXPORT CK_RV C_VerifyFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR pSignature, CK_ULONG ulSignatureLen)
+{
+    INITED();
+    return py_Verify(h, NULL, 0, pSignature, ulSignatureLen, HS_STEP_FINAL);
+}
+
+/* Recovery and dual-function operations are not supported (README "Not supported"). */
+#define UNSUPPORTED_INIT(name) \
+    HS_EXPORT CK_RV name(CK_SESSION_HANDLE h, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hKey) \
+    { (void)pMechanism; (void)hKey; INITED(); return py_Unsupported(h); }
+#define UNSUPPORTED_DATA(name) \
+    HS_EXPORT CK_RV name(CK_SESSION_HANDLE h, CK_BYTE_PTR pIn, CK_ULONG ulIn, CK_BYTE_PTR pOut, \
+                         CK_ULONG_PTR pulOut) \
+    { (void)pIn; (void)ulIn; (void)pOut; (void)pulOut; INITED(); return py_Unsupported(h); }
+
+UNSUPPORTED_INIT(C_SignRecoverInit)
+UNSUPPORTED_DATA(C_SignRecover)
+UNSUPPORTED_INIT(C_VerifyRecoverInit)
+UNSUPPORTED_DATA(C_VerifyRecover)
+UNSUPPORTED_DATA(C_DigestEncryptUpdate)
+UNSUPPORTED_DATA(C_DecryptDigestUpdate)
+UNSUPPORTED_DATA(C_SignEncryptUpdate)
+UNSUPPORTED_DATA(C_DecryptVerifyUpdate)
+
+/* ---- keys ------------------------------------------------------------------------ */
+
+HS_EXPORT CK_RV C_GenerateKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR pMechanism, CK_ATTRIBUTE_PTR pTemplate,
+                              CK_ULONG ulCount, CK_OBJECT_HANDLE_PTR phKey)
+{
+    INITED();
+    NEED_PTR(pMechanism);
+    NEED_BUF(pTemplate, ulCount);
+    NEED_PTR(phKey);
+    return py_GenerateKey(h, pMechanism, pTemplate, ulCount, phKey);
+}
+
+HS_EXPORT CK_RV C_GenerateKeyPair(CK_SESSION_HANDLE h, CK_MECHANISM_PTR pMechanism,
+                                  CK_ATTRIBUTE_PTR pPubTemplate, CK_ULONG ulPubCount,
+                                  CK_ATTRIBUTE_PTR pPrivTemplate, CK_ULONG ulPrivCount,
+                                  CK_OBJECT_HANDLE_PTR phPub, CK_OBJECT_HANDLE_PTR phPriv)
+{
+    INITED();
+    NEED_PTR(pMechanism);
+    NEED_BUF(pPubTemplate, ulPubCount);
+    NEED_BUF(pPrivTemplate, ulPrivCount);
+    NEED_PTR(phPub);
+    NEED_PTR(phPriv);
+    return py_GenerateKeyPair(h, pMechanism, pPubTemplate, ulPubCount, pPrivTemplate, ulPrivCount,
+                              phPub, phPriv);
+}
+
+HS_EXPORT CK_RV C_WrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hWrappingKey,
+                          CK_OBJECT_HANDLE hKey, CK_BYTE_PTR pWrapped, CK_ULONG_PTR pulWrappedLen)
+{
+    INITED();
+    NEED_PTR(pMechanism);
+    NEED_PTR(pulWrappedLen);
+    hs_out o = {0};
+    CK_RV rv = py_WrapKey(h, pMechanism, hWrappingKey, hKey, &o);
+    return hs_deliver(rv, &o, pWrapped, pulWrappedLen, 1);
+}
+
+HS_EXPORT CK_RV C_UnwrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hUnwrappingKey,
+                            CK_BYTE_PTR pWrapped, CK_ULONG ulWrappedLen, CK_ATTRIBUTE_PTR pTemplate,
+                            CK_ULONG ulCount, CK_OBJECT_HANDLE_PTR phKey)
+{
+    INITED();
+    NEED_PTR(pMechanism);
+    NEED_BUF(pWrapped, ulWrappedLen);
+    NEED_BUF(pTemplate, ulCount);
+    NEED_PTR(phKey);
+    return py_UnwrapKey(h, pMechanism, hUnwrappingKey, pWrapped, ulWrappedLen, pTemplate, ulCount, phKey);
+}
+
+HS_EXPORT CK_RV C_DeriveKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hBaseKey,
+                            CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount, CK_OBJECT_HANDLE_PTR phKey)
+{
+    INITED();
+    NEED_PTR(pMechanism);
+    NEED_BUF(pTemplate, ulCount);
+    NEED_PTR(phKey);
+    return py_DeriveKey(h, pMechanism, hBaseKey, pTemplate, ulCount, phKey);
+}
+
+/* ---- random numbers and legacy functions ---------------------------------------- */
+
+HS_EXPORT CK_RV C_SeedRandom(CK_SESSION_HANDLE h, CK_BYTE_PTR pSeed, CK_ULONG ulSeedLen)
+{
+    INITED();
+    NEED_BUF(pSeed, ulSeedLen);
+    return py_SeedRandom(h, pSeed, ulSeedLen);
+}
+
+HS_EXPORT CK_RV C_GenerateRandom(CK_SESSION_HANDLE h, CK_BYTE_PTR pRandom, CK_ULONG ulLen)
+{
+    INITED();
+    NEED_BUF(pRandom, ulLen);
+    return py_GenerateRandom(h, pRandom, ulLen);
+}
+
+/* Legacy parallel-function calls: always CKR_FUNCTION_NOT_PARALLEL (Base §5.16). */
+HS_EXPORT CK_RV C_GetFunctionStatus(CK_SESSION_HANDLE h) { INITED(); return py_Legacy(h); }
+HS_EXPORT CK_RV C_CancelFunction(CK_SESSION_HANDLE h) { INITED(); return py_Legacy(h); }
+
+HS_EXPORT CK_RV C_WaitForSlotEvent(CK_FLAGS flags, CK_SLOT_ID_PTR pSlot, CK_VOID_PTR pReserved)
+{
+    INITED();
+    (void)flags; (void)pSlot; (void)pReserved;
+    return py_Unsupported(0);
+}
+
+/* ---- the function list ------------------------------------------------------------ */
+
+HS_EXPORT CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR *ppFunctionList);
+
+static CK_FUNCTION_LIST g_functions = {
+    {2, 40},
+    C_Initialize, C_Finalize, C_GetInfo, C_GetFunctionList, C_GetSlotList, C_GetSlotInfo,
+    C_GetTokenInfo, C_GetMechanismList, C_GetMechanismInfo, C_InitToken, C_InitPIN, C_SetPIN,
+    C_OpenSession, C_CloseSession, C_CloseAllSessions, C_GetSessionInfo, C_GetOperationState,
+    C_SetOperationState, C_Login, C_Logout, C_CreateObject, C_CopyObject, C_DestroyObject,
+    C_GetObjectSize, C_GetAttributeValue, C_SetAttributeValue, C_FindObjectsInit, C_FindObjects,
+    C_FindObjectsFinal, C_EncryptInit, C_Encrypt, C_EncryptUpdate, C_EncryptFinal, C_DecryptInit,
+    C_Decrypt, C_DecryptUpdate, C_DecryptFinal, C_DigestInit, C_Digest, C_DigestUpdate, C_DigestKey,
+    C_DigestFinal, C_SignInit, C_Sign, C_SignUpdate, C_SignFinal, C_SignRecoverInit, C_SignRecover,
+    C_VerifyInit, C_Verify, C_VerifyUpdate, C_VerifyFinal, C_VerifyRecoverInit, C_VerifyRecover,
+    C_DigestEncryptUpdate, C_DecryptDigestUpdate, C_SignEncryptUpdate, C_DecryptVerifyUpdate,
+    C_GenerateKey, C_GenerateKeyPair, C_WrapKey, C_UnwrapKey, C_DeriveKey, C_SeedRandom,
+    C_GenerateRandom, C_GetFunctionStatus, C_CancelFunction, C_WaitForSlotEvent,
+};
+
+/* Plain C: returning the table does not start Python. */
+HS_EXPORT CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR *ppFunctionList)
+{
+    if (ppFunctionList == NULL)
+        return HS_CKR_ARGUMENTS_BAD;
+    *ppFunctionList = &g_functions;
+    return HS_CKR_OK;
+}

@@ -1,0 +1,22 @@
+/* The crossing between the C shim and the Python engine (hspkcs11/abi/bridge.py).
+ * Plain C with no macros after the guard: the cffi build feeds it to cdef as well. */
+#ifndef HS_SHIM_H
+#define HS_SHIM_H
+
+/* A result that Python produced; `ptr` stays valid until the calling thread's next
+ * crossing (Python keeps the object alive in a thread-local). */
+typedef struct hs_out { const CK_BYTE *ptr; CK_ULONG len; } hs_out;
+
+/* One attribute of C_GetAttributeValue as Python resolved it: `status` is CKR_OK, or
+ * CKR_ATTRIBUTE_SENSITIVE / CKR_ATTRIBUTE_TYPE_INVALID for that attribute alone. */
+typedef struct hs_attr_out { CK_RV status; const CK_BYTE *ptr; CK_ULONG len; } hs_attr_out;
+
+/* Operation kinds and data calls, shared by the *Init and data entry points. */
+enum hs_op { HS_OP_ENCRYPT = 0, HS_OP_DECRYPT = 1, HS_OP_DIGEST = 2, HS_OP_SIGN = 3, HS_OP_VERIFY = 4 };
+enum hs_step { HS_STEP_ONESHOT = 0, HS_STEP_UPDATE = 1, HS_STEP_FINAL = 2 };
+
+/* Output capacity passed to Python: the caller's buffer length, or one of these. */
+static const CK_ULONG HS_CAP_QUERY = (CK_ULONG)-1;   /* NULL buffer: length query */
+static const CK_ULONG HS_CAP_BAD = (CK_ULONG)-2;     /* NULL length pointer: end op, ARGUMENTS_BAD */
+
+#endif

@@ -1,0 +1,466 @@
+"""The Python ends of the shim's `extern "Python"` callbacks, one per C_* function.
+
+Here C values become Python values (bytes, ints, templates) and the engine's answers
+become C results. Every exception turns into a CK_RV in `_guard`, the one place that
+does so; nothing Python crosses into C. The engine state is per process id: a child
+after fork() is not initialised until it calls C_Initialize (Base §5.4).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+from typing import Any, Callable
+
+from ..config import Config, ConfigError, load as load_config
+from ..consts import CK_UNAVAILABLE_INFORMATION, CKR, SlotFlag
+from ..errors import P11Error
+from ..hsm.masterkey import MasterKeyError
+from ..hsm.store import StoreError
+from ..p11 import crypto, keys, manage, sessions, tokens
+from ..p11.crypto import Op, Step
+from ..p11.pins import MAX_LEN, MIN_LEN
+from ..p11.state import State
+from ..p11 import codec
+from . import params
+from .log import configure_logging, log
+
+ffi: Any = None          # the shim's FFI, set by bind()
+_state: State | None = None
+_pid: int | None = None
+_lock = threading.RLock()
+_keep = threading.local()   # results C copies after the callback returns
+
+# Foreign exceptions -> CKR (DESIGN "One error type"); anything else is GENERAL_ERROR.
+FOREIGN: dict[type[BaseException], CKR] = {
+    MemoryError: CKR.HOST_MEMORY,
+    sqlite3.Error: CKR.DEVICE_ERROR,
+    OSError: CKR.DEVICE_ERROR,
+    MasterKeyError: CKR.DEVICE_ERROR,
+    StoreError: CKR.GENERAL_ERROR,
+    ConfigError: CKR.GENERAL_ERROR,
+}
+
+
+def _rv_for(exc: BaseException) -> CKR:
+    for kind, rv in FOREIGN.items():
+        if isinstance(exc, kind):
+            return rv
+    return CKR.GENERAL_ERROR
+
+
+def _guard(name: str, fn: Callable[..., int]) -> Callable[..., int]:
+    def entry(*args: Any) -> int:
+        start = time.perf_counter()
+        try:
+            with _lock:
+                rv = fn(*args)
+        except P11Error as exc:
+            rv = exc.rv
+            if exc.why:
+                log.info("%s -> CKR_%s: %s", name, exc.rv.name, exc.why)
+        except BaseException as exc:  # noqa: BLE001 - nothing may cross into C
+            rv = _rv_for(exc)
+            log.error("%s -> CKR_%s: %s", name, rv.name, exc, exc_info=rv == CKR.GENERAL_ERROR)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s -> %s (%.1f us)", name, _rv_name(rv), (time.perf_counter() - start) * 1e6)
+        return int(rv)
+    entry.__name__ = name
+    return entry
+
+
+def _rv_name(rv: int) -> str:
+    try:
+        return "CKR_" + CKR(rv).name
+    except ValueError:
+        return hex(rv)
+
+
+def engine() -> State:
+    if _state is None or _pid != os.getpid():
+        raise P11Error(CKR.CRYPTOKI_NOT_INITIALIZED)
+    return _state
+
+
+def _session(h: int) -> tuple[State, Any]:
+    st = engine()
+    return st, st.session(h)
+
+
+# ---- C values -> Python values -----------------------------------------------------------
+
+def _bytes(ptr: Any, n: int) -> bytes | None:
+    """The bytes at ptr; None for a NULL pointer that claims a length."""
+    if n == 0:
+        return b""
+    if ptr == ffi.NULL:
+        return None
+    return ffi.buffer(ffi.cast("CK_BYTE *", ptr), n)[:]
+
+
+def _pin(ptr: Any, n: int) -> bytes:
+    value = _bytes(ptr, n)
+    if value is None:
+        raise P11Error(CKR.ARGUMENTS_BAD, "NULL PIN with a length")
+    return value
+
+
+def _template(ptr: Any, n: int) -> dict[int, Any]:
+    """A CK_ATTRIBUTE array as {CKA: value}; bad entries get the spec's codes."""
+    out: dict[int, Any] = {}
+    for i in range(n):
+        a = ptr[i]
+        raw = _bytes(a.pValue, a.ulValueLen)
+        if raw is None:
+            raise P11Error(CKR.ATTRIBUTE_VALUE_INVALID, f"attribute 0x{a.type:x}: NULL value with a length")
+        if a.type in out:
+            raise P11Error(CKR.TEMPLATE_INCONSISTENT, f"attribute 0x{a.type:x} appears twice")
+        out[a.type] = codec.decode(a.type, raw)
+    return out
+
+
+def _find_template(ptr: Any, n: int) -> dict[int, Any] | None:
+    """A find template; None when no object can match (an unknown type or a bad value)."""
+    try:
+        return _template(ptr, n)
+    except P11Error as exc:
+        if exc.rv == CKR.TEMPLATE_INCONSISTENT:
+            return None
+        if exc.rv in (CKR.ATTRIBUTE_TYPE_INVALID, CKR.ATTRIBUTE_VALUE_INVALID):
+            return None
+        raise
+
+
+def _out(out: Any, data: bytes) -> None:
+    """Hand `data` to C through an hs_out; it stays alive until this thread's next call."""
+    buf = ffi.from_buffer(data)
+    _keep.value = (data, buf)
+    out.ptr = buf
+    out.len = len(data)
+
+
+def _ulongs(values: list[int]) -> bytes:
+    arr = ffi.new("CK_ULONG[]", values) if values else ffi.new("CK_ULONG[1]")
+    return ffi.buffer(arr, ffi.sizeof("CK_ULONG") * len(values))[:]
+
+
+def _text(value: str | bytes, size: int) -> bytes:
+    raw = value.encode() if isinstance(value, str) else value
+    return raw[:size].ljust(size, b" ")
+
+
+def _struct(dst: Any, ctype: str, **fields: Any) -> None:
+    """Fill a fixed struct in one memmove from a prepared image."""
+    image = ffi.new(ctype + " *")
+    for name, value in fields.items():
+        if isinstance(value, (bytes, bytearray)):
+            ffi.memmove(getattr(image, name), value, len(value))
+        elif isinstance(value, tuple):
+            setattr(image, name, {"major": value[0], "minor": value[1]})
+        else:
+            setattr(image, name, value)
+    ffi.memmove(dst, image, ffi.sizeof(ctype))
+
+
+# ---- general purpose ------------------------------------------------------------------------
+
+def py_Ready() -> int:
+    return 1
+
+
+def py_Initialize(flags: int) -> int:
+    global _state, _pid
+    if _state is not None and _pid == os.getpid():
+        return CKR.CRYPTOKI_ALREADY_INITIALIZED
+    config = _load_config()
+    _state, _pid = State(config), os.getpid()
+    return CKR.OK
+
+
+def _load_config() -> Config:
+    try:
+        config = load_config()
+    except ConfigError as exc:
+        log.error("C_Initialize: %s", exc)
+        raise
+    configure_logging(config)
+    return config
+
+
+def py_Finalize() -> int:
+    global _state, _pid
+    st = engine()
+    st.close()
+    _state, _pid = None, None
+    return CKR.OK
+
+
+def py_GetInfo(info: Any) -> int:
+    engine()
+    manufacturer, description = tokens.library_description()
+    _struct(info, "CK_INFO", cryptokiVersion=(2, 40), manufacturerID=_text(manufacturer, 32), flags=0,
+            libraryDescription=_text(description, 32), libraryVersion=(0, 1))
+    return CKR.OK
+
+
+def py_GetSlotList(present: int, out: Any) -> int:
+    _out(out, _ulongs(tokens.slot_list(engine(), bool(present))))
+    return CKR.OK
+
+
+def py_GetSlotInfo(slot: int, info: Any) -> int:
+    description, _present = tokens.slot_description(engine(), slot)
+    _struct(info, "CK_SLOT_INFO", slotDescription=_text(description, 64),
+            manufacturerID=_text(tokens.MANUFACTURER, 32), flags=int(SlotFlag.TOKEN_PRESENT),
+            hardwareVersion=(0, 1), firmwareVersion=(0, 1))
+    return CKR.OK
+
+
+def py_GetTokenInfo(slot: int, info: Any) -> int:
+    t = tokens.token_info(engine(), slot)
+    _struct(info, "CK_TOKEN_INFO", label=_text(t.label, 32), manufacturerID=_text(tokens.MANUFACTURER, 32),
+            model=_text(tokens.MODEL, 16), serialNumber=_text(t.serial, 16), flags=t.flags,
+            ulMaxSessionCount=0, ulSessionCount=t.session_count, ulMaxRwSessionCount=0,
+            ulRwSessionCount=t.rw_session_count, ulMaxPinLen=MAX_LEN, ulMinPinLen=MIN_LEN,
+            ulTotalPublicMemory=CK_UNAVAILABLE_INFORMATION, ulFreePublicMemory=CK_UNAVAILABLE_INFORMATION,
+            ulTotalPrivateMemory=CK_UNAVAILABLE_INFORMATION,
+            ulFreePrivateMemory=CK_UNAVAILABLE_INFORMATION, hardwareVersion=(0, 1),
+            firmwareVersion=(0, 1), utcTime=t.utc_time)
+    return CKR.OK
+
+
+def py_GetMechanismList(slot: int, out: Any) -> int:
+    _out(out, _ulongs(tokens.mechanism_list(engine(), slot)))
+    return CKR.OK
+
+
+def py_GetMechanismInfo(slot: int, mech: int, info: Any) -> int:
+    lo, hi, flags = tokens.mechanism_info(engine(), slot, mech)
+    _struct(info, "CK_MECHANISM_INFO", ulMinKeySize=lo, ulMaxKeySize=hi, flags=flags)
+    return CKR.OK
+
+
+def py_InitToken(slot: int, pin: Any, pin_len: int, label: Any) -> int:
+    tokens.init_token(engine(), slot, _pin(pin, pin_len), ffi.buffer(ffi.cast("CK_BYTE *", label), 32)[:])
+    return CKR.OK
+
+
+def py_InitPIN(h: int, pin: Any, n: int) -> int:
+    st, s = _session(h)
+    tokens.init_pin(st, s, _pin(pin, n))
+    return CKR.OK
+
+
+def py_SetPIN(h: int, old: Any, old_n: int, new: Any, new_n: int) -> int:
+    st, s = _session(h)
+    tokens.set_pin(st, s, _pin(old, old_n), _pin(new, new_n))
+    return CKR.OK
+
+
+# ---- sessions ----------------------------------------------------------------------------
+
+def py_OpenSession(slot: int, flags: int, out: Any) -> int:
+    out[0] = sessions.open_session(engine(), slot, flags)
+    return CKR.OK
+
+
+def py_CloseSession(h: int) -> int:
+    sessions.close_session(engine(), h)
+    return CKR.OK
+
+
+def py_CloseAllSessions(slot: int) -> int:
+    sessions.close_all_sessions(engine(), slot)
+    return CKR.OK
+
+
+def py_GetSessionInfo(h: int, info: Any) -> int:
+    slot, state, flags = sessions.session_info(engine(), h)
+    _struct(info, "CK_SESSION_INFO", slotID=slot, state=state, flags=flags, ulDeviceError=0)
+    return CKR.OK
+
+
+def py_Login(h: int, user: int, pin: Any, n: int) -> int:
+    sessions.login(engine(), h, user, _pin(pin, n))
+    return CKR.OK
+
+
+def py_Logout(h: int) -> int:
+    sessions.logout(engine(), h)
+    return CKR.OK
+
+
+# ---- objects ---------------------------------------------------------------------------------
+
+def py_CreateObject(h: int, tmpl: Any, n: int, out: Any) -> int:
+    st, s = _session(h)
+    out[0] = manage.create_object(st, s, _template(tmpl, n))
+    return CKR.OK
+
+
+def py_CopyObject(h: int, obj: int, tmpl: Any, n: int, out: Any) -> int:
+    st, s = _session(h)
+    out[0] = manage.copy_object(st, s, obj, _template(tmpl, n))
+    return CKR.OK
+
+
+def py_DestroyObject(h: int, obj: int) -> int:
+    st, s = _session(h)
+    manage.destroy_object(st, s, obj)
+    return CKR.OK
+
+
+def py_GetObjectSize(h: int, obj: int, out: Any) -> int:
+    st, s = _session(h)
+    out[0] = manage.object_size(st, s, obj)
+    return CKR.OK
+
+
+def py_GetAttributeValue(h: int, obj: int, tmpl: Any, n: int, out: Any) -> int:
+    st, s = _session(h)
+    results = manage.get_attributes(st, s, obj, [tmpl[i].type for i in range(n)])
+    keep = []
+    for i, (status, value) in enumerate(results):
+        buf = ffi.from_buffer(value)
+        keep.append((value, buf))
+        out[i].status, out[i].ptr, out[i].len = status, buf, len(value)
+    _keep.value = keep
+    return CKR.OK
+
+
+def py_SetAttributeValue(h: int, obj: int, tmpl: Any, n: int) -> int:
+    st, s = _session(h)
+    manage.set_attributes(st, s, obj, _template(tmpl, n))
+    return CKR.OK
+
+
+def py_FindObjectsInit(h: int, tmpl: Any, n: int) -> int:
+    st, s = _session(h)
+    manage.find_init(st, s, _find_template(tmpl, n))
+    return CKR.OK
+
+
+def py_FindObjects(h: int, out: Any, max_count: int, count: Any) -> int:
+    st, s = _session(h)
+    found = manage.find(st, s, max_count)
+    for i, handle in enumerate(found):
+        out[i] = handle
+    count[0] = len(found)
+    return CKR.OK
+
+
+def py_FindObjectsFinal(h: int) -> int:
+    st, s = _session(h)
+    manage.find_final(st, s)
+    return CKR.OK
+
+
+# ---- cryptographic operations -------------------------------------------------------
+
+def py_OpInit(op: int, h: int, mech: Any, key: int) -> int:
+    st, s = _session(h)
+    mech_type, param = params.decode(ffi, mech)
+    crypto.init(st, s, Op(op), mech_type, param, key)
+    return CKR.OK
+
+
+def py_OpData(op: int, step: int, h: int, data: Any, n: int, cap: int, out: Any) -> int:
+    st, s = _session(h)
+    _out(out, crypto.data(st, s, Op(op), Step(step), _bytes(data, n), cap))
+    return CKR.OK
+
+
+def py_OpFeed(op: int, h: int, part: Any, n: int) -> int:
+    st, s = _session(h)
+    crypto.feed(st, s, Op(op), _bytes(part, n))
+    return CKR.OK
+
+
+def py_Verify(h: int, data: Any, n: int, sig: Any, sig_n: int, step: int) -> int:
+    st, s = _session(h)
+    crypto.verify(st, s, _bytes(data, n), _bytes(sig, sig_n), Step(step))
+    return CKR.OK
+
+
+def py_DigestKey(h: int, key: int) -> int:
+    st, s = _session(h)
+    crypto.digest_key(st, s, key)
+    return CKR.OK
+
+
+# ---- keys --------------------------------------------------------------------------------
+
+def py_GenerateKey(h: int, mech: Any, tmpl: Any, n: int, out: Any) -> int:
+    st, s = _session(h)
+    mech_type, param = params.decode(ffi, mech)
+    out[0] = keys.generate_key(st, s, mech_type, param, _template(tmpl, n))
+    return CKR.OK
+
+
+def py_GenerateKeyPair(h: int, mech: Any, pub: Any, pub_n: int, priv: Any, priv_n: int,
+                       pub_out: Any, priv_out: Any) -> int:
+    st, s = _session(h)
+    mech_type, param = params.decode(ffi, mech)
+    pub_out[0], priv_out[0] = keys.generate_key_pair(st, s, mech_type, param, _template(pub, pub_n),
+                                                     _template(priv, priv_n))
+    return CKR.OK
+
+
+def py_WrapKey(h: int, mech: Any, wrapping: int, key: int, out: Any) -> int:
+    st, s = _session(h)
+    mech_type, param = params.decode(ffi, mech)
+    _out(out, keys.wrap_key(st, s, mech_type, param, wrapping, key))
+    return CKR.OK
+
+
+def py_UnwrapKey(h: int, mech: Any, unwrapping: int, wrapped: Any, n: int, tmpl: Any, tn: int,
+                 out: Any) -> int:
+    st, s = _session(h)
+    mech_type, param = params.decode(ffi, mech)
+    data = _bytes(wrapped, n)
+    assert data is not None     # C checked the pointer
+    out[0] = keys.unwrap_key(st, s, mech_type, param, unwrapping, data, _template(tmpl, tn))
+    return CKR.OK
+
+
+def py_DeriveKey(h: int, mech: Any, base: int, tmpl: Any, n: int, out: Any) -> int:
+    st, s = _session(h)
+    mech_type, param = params.decode(ffi, mech)
+    out[0] = keys.derive_key(st, s, mech_type, param, base, _template(tmpl, n))
+    return CKR.OK
+
+
+def py_SeedRandom(h: int, seed: Any, n: int) -> int:
+    st, s = _session(h)
+    keys.seed_random(st, s)
+    return CKR.OK
+
+
+def py_GenerateRandom(h: int, buf: Any, n: int) -> int:
+    st, s = _session(h)
+    if n:
+        ffi.memmove(buf, keys.random_bytes(st, s, n), n)
+    return CKR.OK
+
+
+def py_Unsupported(h: int) -> int:
+    engine()
+    return CKR.FUNCTION_NOT_SUPPORTED
+
+
+def py_Legacy(h: int) -> int:
+    _session(h)
+    return CKR.FUNCTION_NOT_PARALLEL   # Base §5.16: legacy functions
+
+
+ENTRIES = {name: fn for name, fn in globals().items() if name.startswith("py_")}
+
+
+def bind(shim_ffi: Any, lib: Any) -> None:
+    """Attach every callback to the shim's `extern "Python"` declarations."""
+    global ffi
+    ffi = shim_ffi
+    for name, fn in ENTRIES.items():
+        shim_ffi.def_extern(name=name)(_guard(name[3:], fn) if name != "py_Ready" else fn)

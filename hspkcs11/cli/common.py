@@ -1,0 +1,51 @@
+"""What every command group shares: the configuration, secrets, and error wording."""
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from ..config import Config, ConfigError, load
+from ..errors import P11Error
+from ..hsm.masterkey import MasterKeyError
+from ..hsm.store import StoreError
+
+
+class Failure(Exception):
+    """An operation that failed for a reason the operator can act on."""
+
+
+def config(ctx: click.Context) -> Config:
+    conf = ctx.obj.get("conf") if ctx.obj else None
+    try:
+        return load(Path(conf) if conf else None)
+    except ConfigError as exc:
+        raise Failure(str(exc)) from None
+
+
+def pass_ctx(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Pass the click context and turn known failures into one-line errors."""
+    @click.pass_context
+    @functools.wraps(fn)
+    def wrapper(ctx: click.Context, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(ctx, *args, **kwargs)
+        except P11Error as exc:
+            raise Failure(exc.why or f"CKR_{exc.rv.name}") from exc
+        except (MasterKeyError, StoreError, ConfigError) as exc:
+            raise Failure(str(exc)) from exc
+    return wrapper
+
+
+def secret(value: str | None, env: str, prompt: str, confirm: bool = False) -> str:
+    """A secret from a flag, else the environment, else a hidden prompt."""
+    if value:
+        return value
+    if os.environ.get(env):
+        return os.environ[env]
+    if not click.get_text_stream("stdin").isatty():
+        raise Failure(f"{prompt} needed: set {env} or run in a terminal to be asked")
+    return click.prompt(prompt, hide_input=True, confirmation_prompt=confirm)

@@ -1,0 +1,77 @@
+"""A crypto unit: one zone's directory with its store and master-key registers, and the
+sealing of secret attributes under the unit's current master key.
+
+A sealed blob is  b"HS1" || MKVP (16 bytes) || AES-KWP(master key, uid || payload)
+(RFC 5649). The uid binds the blob to its object: a blob moved to another object fails
+to open. The MKVP says which master key opens it, so during rotation a blob is read
+under whichever register holds that key.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..consts import CKR
+from ..errors import P11Error
+from .keywrap import KeyWrapError, kwp_unwrap, kwp_wrap
+from .masterkey import CurrentState, RegisterFile
+from .store import Store
+
+MAGIC = b"HS1"
+UID_LEN = 16
+
+
+class CryptoUnit:
+    def __init__(self, unit_dir: Path, region: str, zone: str, create: bool = False) -> None:
+        self.dir, self.region, self.zone = unit_dir, region, zone
+        if create:
+            unit_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.store = Store(unit_dir / "unit.db", region, zone, create=create)
+        self.registers = RegisterFile(unit_dir)
+
+    @property
+    def name(self) -> str:
+        return f"{self.region}/{self.zone}"
+
+    def _keys(self) -> dict[bytes, bytes]:
+        """MKVP (raw) -> key, for every register holding a key."""
+        regs = self.registers.read()
+        keys = {}
+        if regs.current_key is not None:
+            keys[bytes.fromhex(regs.current_mkvp or "")] = regs.current_key
+        if regs.new_key is not None:
+            keys[bytes.fromhex(regs.new_mkvp or "")] = regs.new_key
+        return keys
+
+    def current(self) -> tuple[str, bytes]:
+        """The current master key, or the error that tells the operator what to run."""
+        regs = self.registers.read()
+        if regs.current_state is not CurrentState.VALID or regs.current_key is None:
+            raise P11Error(CKR.DEVICE_ERROR,
+                           f"crypto unit {self.name} has no current master key: run `hspkcs11-util "
+                           "masterkey load PART PART`, `masterkey commit` and `masterkey activate`")
+        assert regs.current_mkvp is not None
+        return regs.current_mkvp, regs.current_key
+
+    def require_master_key(self) -> None:
+        self.current()
+
+    def seal(self, uid: bytes, payload: bytes) -> tuple[bytes, str]:
+        mkvp, key = self.current()
+        return MAGIC + bytes.fromhex(mkvp) + kwp_wrap(key, uid + payload), mkvp
+
+    def unseal(self, uid: bytes, blob: bytes) -> bytes:
+        if blob[:3] != MAGIC:
+            raise P11Error(CKR.DEVICE_ERROR, f"unit {self.name}: a sealed blob has an unknown format")
+        key = self._keys().get(blob[3:19])
+        if key is None:
+            raise P11Error(CKR.DEVICE_ERROR,
+                           f"unit {self.name}: key sealed under master key {blob[3:19].hex()}, which is not "
+                           "loaded; load that master key's parts (`hspkcs11-util masterkey load`)")
+        try:
+            plain = kwp_unwrap(key, blob[19:])
+        except KeyWrapError:
+            raise P11Error(CKR.DEVICE_ERROR, f"unit {self.name}: a sealed blob failed its integrity "
+                           "check (tampered or corrupted store)") from None
+        if plain[:UID_LEN] != uid:
+            raise P11Error(CKR.DEVICE_ERROR, f"unit {self.name}: a sealed blob belongs to another object")
+        return plain[UID_LEN:]

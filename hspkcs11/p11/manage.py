@@ -1,0 +1,147 @@
+"""Object management (Base §5.7): create, copy, destroy, attributes, size, find."""
+from __future__ import annotations
+
+from typing import Any
+
+from ..consts import CKA, CKO, CKR, CKU
+from ..errors import P11Error, require
+from ..mechanisms.registry import KEY_TYPES
+from . import codec, schema
+from .objects import P11Object, from_row, matches, split, to_row
+from .state import Session, State
+
+# Columns the store indexes: a find template naming one of these uses the index.
+_INDEXED = {CKA.CLASS: "klass", CKA.LABEL: "label", CKA.ID: "ckaid", CKA.KEY_TYPE: "key_type"}
+
+
+def finish_secret_key(attrs: dict[int, Any]) -> None:
+    """Check a secret key's value against its type and record CKA_VALUE_LEN."""
+    if attrs[CKA.CLASS] != CKO.SECRET_KEY or CKA.VALUE not in attrs:
+        return
+    spec = KEY_TYPES[attrs[CKA.KEY_TYPE]]
+    if spec.check_value is not None:
+        spec.check_value(attrs[CKA.VALUE])
+    if CKA.VALUE_LEN in schema.rules(CKO.SECRET_KEY, attrs[CKA.KEY_TYPE]):
+        attrs[CKA.VALUE_LEN] = len(attrs[CKA.VALUE])
+
+
+def store_new(st: State, s: Session, attrs: dict[int, Any]) -> int:
+    """Make a checked attribute set into a token or session object; return its handle."""
+    is_token = bool(attrs.get(CKA.TOKEN))
+    if is_token:
+        require(s.rw, CKR.SESSION_READ_ONLY, "token objects need an R/W session")
+    if attrs.get(CKA.PRIVATE):
+        require(st.user_logged_in(s), CKR.USER_NOT_LOGGED_IN, "private objects need the user logged in")
+    public, secrets = split(attrs)
+    if secrets or attrs[CKA.CLASS] in (CKO.SECRET_KEY, CKO.PRIVATE_KEY):
+        st.unit.require_master_key()
+    if not is_token:
+        handle = st.new_object_handle()
+        st.session_objects[handle] = P11Object(handle, s.serial, public, session=s.handle, secrets=secrets)
+        return handle
+    obj = P11Object(0, s.serial, public, secrets=secrets)
+    obj.handle = st.store.insert_object(to_row(obj, st.unit))
+    st.mark_own_write()
+    st.cache[obj.handle] = obj
+    return obj.handle
+
+
+def create_object(st: State, s: Session, template: dict[int, Any]) -> int:
+    if CKA.CLASS not in template:
+        raise P11Error(CKR.TEMPLATE_INCOMPLETE, "CKA_CLASS is required")
+    attrs = schema.new_object(schema.How.CREATE, template[CKA.CLASS], template.get(CKA.KEY_TYPE),
+                              template, is_so=st.logins.get(s.serial) == CKU.SO)
+    finish_secret_key(attrs)
+    schema.history(schema.How.CREATE, attrs)
+    return store_new(st, s, attrs)
+
+
+def copy_object(st: State, s: Session, handle: int, template: dict[int, Any]) -> int:
+    obj = st.object(s, handle)
+    require(obj.attrs.get(CKA.COPYABLE, True), CKR.ACTION_PROHIBITED, "the object has CKA_COPYABLE false")
+    attrs = obj.all_attrs()
+    schema.check_change(attrs, template, st.logins.get(s.serial) == CKU.SO, copying=True)
+    return store_new(st, s, {**attrs, **template})
+
+
+def destroy_object(st: State, s: Session, handle: int) -> None:
+    obj = st.object(s, handle)
+    require(obj.attrs.get(CKA.DESTROYABLE, True), CKR.ACTION_PROHIBITED,
+            "the object has CKA_DESTROYABLE false")
+    if obj.is_token:
+        require(s.rw, CKR.SESSION_READ_ONLY, "destroying a token object needs an R/W session")
+        st.store.delete_object(obj.serial, handle)
+        st.mark_own_write()
+        st.cache.pop(handle, None)
+    else:
+        del st.session_objects[handle]
+
+
+def object_size(st: State, s: Session, handle: int) -> int:
+    obj = st.object(s, handle)
+    return len(codec.pack_attrs(obj.attrs.items())) + (len(obj._sealed or b"") or 64)
+
+
+def get_attributes(st: State, s: Session, handle: int, types: list[int]) -> list[tuple[int, bytes]]:
+    """(status, value) per attribute; C applies the per-attribute rules of Base §5.7."""
+    obj = st.object(s, handle)
+    table = schema.rules(obj.klass, obj.attrs.get(CKA.KEY_TYPE))
+    out: list[tuple[int, bytes]] = []
+    for cka in types:
+        if cka not in table or not codec.known(cka):
+            out.append((CKR.ATTRIBUTE_TYPE_INVALID, b""))
+        elif not schema.readable(obj.attrs, cka):
+            out.append((CKR.ATTRIBUTE_SENSITIVE, b""))
+        else:
+            value = obj.attr(cka)
+            out.append((CKR.ATTRIBUTE_TYPE_INVALID, b"") if value is None
+                       else (CKR.OK, codec.encode(cka, value)))
+    return out
+
+
+def set_attributes(st: State, s: Session, handle: int, template: dict[int, Any]) -> None:
+    obj = st.object(s, handle)
+    if obj.is_token:
+        require(s.rw, CKR.SESSION_READ_ONLY, "changing a token object needs an R/W session")
+    attrs = obj.all_attrs()
+    schema.check_change(attrs, template, st.logins.get(s.serial) == CKU.SO)
+    obj.replace_attrs({**attrs, **template})
+    if obj.is_token:
+        st.store.update_object(to_row(obj, st.unit))
+        st.mark_own_write()
+
+
+# ---- find ---------------------------------------------------------------------------------
+
+def find_init(st: State, s: Session, template: dict[int, Any] | None) -> None:
+    """Snapshot the matching handles. `template` None: it named an attribute no object
+    can have, so nothing matches."""
+    require(s.find is None, CKR.OPERATION_ACTIVE, "a find is already active in this session")
+    found: list[int] = []
+    if template is not None:
+        private_ok = st.user_logged_in(s)
+        if template.get(CKA.TOKEN, True):
+            st.sync()
+            index = {arg: template[cka] for cka, arg in _INDEXED.items() if cka in template}
+            for row in st.store.find(s.serial, private_ok, **index):
+                obj = st.cache.get(row.handle)
+                if obj is None:
+                    obj = st.cache[row.handle] = from_row(row, st.unit)
+                if matches(obj, template):
+                    found.append(row.handle)
+        if not template.get(CKA.TOKEN, False):
+            found += [h for h, o in st.session_objects.items()
+                      if o.serial == s.serial and (private_ok or not o.private) and matches(o, template)]
+    s.find = found
+
+
+def find(st: State, s: Session, max_count: int) -> list[int]:
+    require(s.find is not None, CKR.OPERATION_NOT_INITIALIZED, "no find is active")
+    assert s.find is not None
+    out, s.find = s.find[:max_count], s.find[max_count:]
+    return out
+
+
+def find_final(st: State, s: Session) -> None:
+    require(s.find is not None, CKR.OPERATION_NOT_INITIALIZED, "no find is active")
+    s.find = None

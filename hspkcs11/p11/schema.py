@@ -1,0 +1,238 @@
+"""Attribute rules as data, and the one function that applies them.
+
+Common attributes per object class come from PKCS#11 v2.40 Base §4 (tables 18–57);
+key-type attributes come from the family modules through the registry. `apply()` is
+used by create, generate, unwrap, derive, copy and set alike, so every path gives the
+same CKR codes. Defaults follow SoftHSM2 where the spec leaves them to the token
+(found by probing it: PRIVATE true, SENSITIVE false, EXTRACTABLE false, usage true).
+"""
+from __future__ import annotations
+
+from enum import Enum, auto
+from functools import lru_cache
+from typing import Any, Mapping
+
+from ..consts import CKA, CKO, CKR, CK_UNAVAILABLE_INFORMATION
+from ..errors import P11Error
+from ..mechanisms.registry import KEY_TYPES, Attr, AttrFlag as F
+
+RO = F.COMPUTED                      # set by the token only
+MOD = F.MODIFIABLE
+
+_STORAGE = {
+    CKA.CLASS: Attr(F.REQUIRED_CREATE),
+    CKA.TOKEN: Attr(F(0), False),
+    CKA.PRIVATE: Attr(F(0), True),
+    CKA.MODIFIABLE: Attr(F(0), True),
+    CKA.LABEL: Attr(MOD, b""),
+    CKA.COPYABLE: Attr(MOD | F.ONLY_TO_FALSE, True),
+    CKA.DESTROYABLE: Attr(MOD, True),
+}
+_DATA = {CKA.APPLICATION: Attr(MOD, b""), CKA.OBJECT_ID: Attr(MOD, b""), CKA.VALUE: Attr(MOD, b"")}
+_CERT = {
+    CKA.PRIVATE: Attr(F(0), False),
+    CKA.CERTIFICATE_TYPE: Attr(F.REQUIRED_CREATE),
+    CKA.TRUSTED: Attr(F.SO_ONLY, False),
+    CKA.CERTIFICATE_CATEGORY: Attr(F(0), 0),
+    CKA.CHECK_VALUE: Attr(F(0)),
+    CKA.START_DATE: Attr(MOD, b""),
+    CKA.END_DATE: Attr(MOD, b""),
+    CKA.PUBLIC_KEY_INFO: Attr(F(0), b""),
+    # X.509 public-key certificates (§4.6.3)
+    CKA.SUBJECT: Attr(F.REQUIRED_CREATE),
+    CKA.ID: Attr(MOD, b""),
+    CKA.ISSUER: Attr(MOD, b""),
+    CKA.SERIAL_NUMBER: Attr(MOD, b""),
+    CKA.VALUE: Attr(F.REQUIRED_CREATE),
+    CKA.URL: Attr(F(0), b""),
+    CKA.HASH_OF_SUBJECT_PUBLIC_KEY: Attr(F(0), b""),
+    CKA.HASH_OF_ISSUER_PUBLIC_KEY: Attr(F(0), b""),
+    CKA.JAVA_MIDP_SECURITY_DOMAIN: Attr(F(0), 0),
+    CKA.NAME_HASH_ALGORITHM: Attr(F(0)),
+}
+_KEY = {
+    CKA.KEY_TYPE: Attr(F.REQUIRED_CREATE),
+    CKA.ID: Attr(MOD, b""),
+    CKA.START_DATE: Attr(MOD, b""),
+    CKA.END_DATE: Attr(MOD, b""),
+    CKA.DERIVE: Attr(MOD, False),
+    CKA.LOCAL: Attr(RO),
+    CKA.KEY_GEN_MECHANISM: Attr(RO),
+    CKA.ALLOWED_MECHANISMS: Attr(F(0), ()),
+}
+_PUBLIC = {
+    CKA.PRIVATE: Attr(F(0), False),
+    CKA.SUBJECT: Attr(MOD, b""),
+    CKA.ENCRYPT: Attr(MOD, True),
+    CKA.VERIFY: Attr(MOD, True),
+    CKA.VERIFY_RECOVER: Attr(MOD, True),
+    CKA.WRAP: Attr(MOD, True),
+    CKA.TRUSTED: Attr(F.SO_ONLY, False),
+    CKA.PUBLIC_KEY_INFO: Attr(F(0), b""),
+}
+_SECRECY = {
+    CKA.SENSITIVE: Attr(MOD | F.ONLY_TO_TRUE, False),
+    CKA.EXTRACTABLE: Attr(MOD | F.ONLY_TO_FALSE, False),
+    CKA.ALWAYS_SENSITIVE: Attr(RO),
+    CKA.NEVER_EXTRACTABLE: Attr(RO),
+    CKA.WRAP_WITH_TRUSTED: Attr(MOD | F.ONLY_TO_TRUE, False),
+    CKA.DECRYPT: Attr(MOD, True),
+    CKA.SIGN: Attr(MOD, True),
+    CKA.UNWRAP: Attr(MOD, True),
+}
+_PRIVATE = {
+    CKA.SUBJECT: Attr(MOD, b""),
+    CKA.SIGN_RECOVER: Attr(MOD, True),
+    CKA.ALWAYS_AUTHENTICATE: Attr(F(0), False),
+    CKA.PUBLIC_KEY_INFO: Attr(F(0), b""),
+}
+_SECRET = {
+    CKA.ENCRYPT: Attr(MOD, True),
+    CKA.VERIFY: Attr(MOD, True),
+    CKA.WRAP: Attr(MOD, True),
+    CKA.TRUSTED: Attr(F.SO_ONLY, False),
+    CKA.CHECK_VALUE: Attr(F(0)),
+}
+
+CLASS_ATTRS: dict[int, dict[int, Attr]] = {
+    CKO.DATA: {**_STORAGE, **_DATA},
+    CKO.CERTIFICATE: {**_STORAGE, **_CERT},
+    CKO.PUBLIC_KEY: {**_STORAGE, **_KEY, **_PUBLIC},
+    CKO.PRIVATE_KEY: {**_STORAGE, **_KEY, **_SECRECY, **_PRIVATE},
+    CKO.SECRET_KEY: {**_STORAGE, **_KEY, **_SECRECY, **_SECRET},
+}
+KEY_CLASSES = (CKO.PUBLIC_KEY, CKO.PRIVATE_KEY, CKO.SECRET_KEY)
+
+# Which key attribute permits which use (Base §5.8–5.14).
+USAGE = {"encrypt": CKA.ENCRYPT, "decrypt": CKA.DECRYPT, "sign": CKA.SIGN, "verify": CKA.VERIFY,
+         "wrap": CKA.WRAP, "unwrap": CKA.UNWRAP, "derive": CKA.DERIVE}
+
+
+class How(Enum):
+    CREATE = auto()
+    GENERATE = auto()
+    UNWRAP = auto()
+    DERIVE = auto()
+
+
+# Required/forbidden flags per way of making an object, and the code for a violation.
+_REQUIRED = {How.CREATE: F.REQUIRED_CREATE, How.UNWRAP: F(0), How.GENERATE: F.REQUIRED_GENERATE,
+             How.DERIVE: F(0)}
+_FORBIDDEN = {How.CREATE: F.FORBID_CREATE, How.GENERATE: F.FORBID_GENERATE,
+              How.UNWRAP: F.FORBID_UNWRAP, How.DERIVE: F.FORBID_UNWRAP}
+
+
+@lru_cache(maxsize=None)
+def rules(klass: int, key_type: int | None) -> Mapping[int, Attr]:
+    """Every attribute an object of this class (and key type) has, with its rule."""
+    if klass not in CLASS_ATTRS:
+        raise P11Error(CKR.TEMPLATE_INCONSISTENT, f"object class 0x{klass:x} is not supported")
+    table = dict(CLASS_ATTRS[klass])
+    if klass in KEY_CLASSES:
+        if key_type is None:
+            raise P11Error(CKR.TEMPLATE_INCOMPLETE, "CKA_KEY_TYPE is required")
+        spec = KEY_TYPES.get(key_type)
+        if spec is None or klass not in spec.attrs:
+            raise P11Error(CKR.TEMPLATE_INCONSISTENT,
+                           f"key type 0x{key_type:x} has no objects of class 0x{klass:x}")
+        table.update(spec.attrs[klass])
+    return table
+
+
+def new_object(how: How, klass: int, key_type: int | None, template: Mapping[int, Any],
+               is_so: bool = False) -> dict[int, Any]:
+    """Check a template for a new object and return its full attribute set with defaults.
+
+    `template` is what the caller gave; for generate/unwrap/derive, the caller adds the
+    values the mechanism computed after this check (they are the FORBID_* attributes).
+    """
+    table = rules(klass, key_type)
+    for cka, value in template.items():
+        rule = table.get(cka)
+        if rule is None:
+            raise P11Error(CKR.ATTRIBUTE_TYPE_INVALID, f"{_n(cka)} is not an attribute of this object")
+        if rule.flags & F.COMPUTED:
+            raise P11Error(CKR.ATTRIBUTE_READ_ONLY, f"{_n(cka)} is set by the token")
+        if rule.flags & _FORBIDDEN[how]:
+            rv = CKR.ATTRIBUTE_READ_ONLY if how is How.CREATE else CKR.TEMPLATE_INCONSISTENT
+            raise P11Error(rv, f"{_n(cka)} may not be given to {how.name.lower()}")
+        if rule.flags & F.SO_ONLY and value and not is_so:
+            raise P11Error(CKR.ATTRIBUTE_READ_ONLY, f"only the SO may set {_n(cka)}")
+    missing = [cka for cka, rule in table.items() if rule.flags & _REQUIRED[how] and cka not in template]
+    if missing:
+        raise P11Error(CKR.TEMPLATE_INCOMPLETE, "missing " + ", ".join(_n(c) for c in missing))
+    attrs = {cka: rule.default for cka, rule in table.items()
+             if rule.default is not None and not rule.flags & _FORBIDDEN[how]}
+    attrs.update(template)
+    return attrs
+
+
+def check_change(attrs: Mapping[int, Any], changes: Mapping[int, Any], is_so: bool,
+                 copying: bool = False) -> None:
+    """The rules of C_SetAttributeValue and C_CopyObject (Base §5.7, table 10 footnotes)."""
+    table = rules(attrs[CKA.CLASS], attrs.get(CKA.KEY_TYPE))
+    if not copying and not attrs.get(CKA.MODIFIABLE, True):
+        raise P11Error(CKR.ACTION_PROHIBITED, "the object has CKA_MODIFIABLE false")
+    # C_CopyObject may also change CKA_TOKEN, CKA_PRIVATE and make CKA_MODIFIABLE false.
+    copy_only = {CKA.TOKEN, CKA.PRIVATE, CKA.MODIFIABLE} if copying else set()
+    for cka, value in changes.items():
+        rule = table.get(cka)
+        if rule is None:
+            raise P11Error(CKR.ATTRIBUTE_TYPE_INVALID, f"{_n(cka)} is not an attribute of this object")
+        old = attrs.get(cka)
+        if cka in copy_only:
+            if cka == CKA.MODIFIABLE and value and not old:
+                raise P11Error(CKR.ATTRIBUTE_READ_ONLY, "CKA_MODIFIABLE cannot become true")
+            continue
+        if not rule.flags & F.MODIFIABLE:
+            if value == old:
+                continue  # setting a read-only attribute to its current value is harmless
+            raise P11Error(CKR.ATTRIBUTE_READ_ONLY, f"{_n(cka)} cannot be changed")
+        if rule.flags & F.ONLY_TO_TRUE and old and not value:
+            raise P11Error(CKR.ATTRIBUTE_READ_ONLY, f"{_n(cka)} cannot go back to false")
+        if rule.flags & F.ONLY_TO_FALSE and not old and value:
+            raise P11Error(CKR.ATTRIBUTE_READ_ONLY, f"{_n(cka)} cannot go back to true")
+        if rule.flags & F.SO_ONLY and value and not is_so:
+            raise P11Error(CKR.ATTRIBUTE_READ_ONLY, f"only the SO may set {_n(cka)}")
+
+
+def readable(attrs: Mapping[int, Any], cka: int) -> bool:
+    """False for an attribute the spec forbids revealing (table 10 footnote 7)."""
+    rule = rules(attrs[CKA.CLASS], attrs.get(CKA.KEY_TYPE)).get(cka)
+    if rule is None or not rule.flags & F.SENSITIVE:
+        return True
+    return not attrs.get(CKA.SENSITIVE, False) and attrs.get(CKA.EXTRACTABLE, True)
+
+
+def is_sealed(attrs: Mapping[int, Any], cka: int) -> bool:
+    rule = rules(attrs[CKA.CLASS], attrs.get(CKA.KEY_TYPE)).get(cka)
+    return rule is not None and bool(rule.flags & F.SEALED)
+
+
+def history(how: How, attrs: dict[int, Any], mech: int | None = None,
+            base: Mapping[int, Any] | None = None) -> None:
+    """Set CKA_LOCAL, CKA_KEY_GEN_MECHANISM, CKA_ALWAYS_SENSITIVE, CKA_NEVER_EXTRACTABLE
+    as the key's history dictates (Base §4.7.2, §4.9, §5.14 C_DeriveKey)."""
+    klass = attrs[CKA.CLASS]
+    if klass not in KEY_CLASSES:
+        return
+    generated = how is How.GENERATE
+    attrs[CKA.LOCAL] = generated
+    attrs[CKA.KEY_GEN_MECHANISM] = mech if generated and mech is not None else CK_UNAVAILABLE_INFORMATION
+    if klass == CKO.PUBLIC_KEY:
+        return
+    sensitive, extractable = attrs.get(CKA.SENSITIVE, False), attrs.get(CKA.EXTRACTABLE, False)
+    if generated:
+        attrs[CKA.ALWAYS_SENSITIVE], attrs[CKA.NEVER_EXTRACTABLE] = sensitive, not extractable
+    elif how is How.DERIVE and base is not None:
+        attrs[CKA.ALWAYS_SENSITIVE] = bool(base.get(CKA.ALWAYS_SENSITIVE)) and sensitive
+        attrs[CKA.NEVER_EXTRACTABLE] = bool(base.get(CKA.NEVER_EXTRACTABLE)) and not extractable
+    else:
+        attrs[CKA.ALWAYS_SENSITIVE], attrs[CKA.NEVER_EXTRACTABLE] = False, False
+
+
+def _n(cka: int) -> str:
+    try:
+        return "CKA_" + CKA(cka).name
+    except ValueError:
+        return f"attribute 0x{cka:x}"

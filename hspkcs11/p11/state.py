@@ -1,0 +1,178 @@
+"""The library's state in one process: sessions, login state, and caches of the store.
+
+Sessions and session objects live here only (they belong to the process). Token
+objects and tokens live in the unit's store; this process keeps a cache of them and
+drops entries that another process changed, which it learns from SQLite's
+`PRAGMA data_version` and the store's change log (DESIGN "Cost per call").
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import Config
+from ..consts import CKO, CKR, CKS, CKU
+from ..errors import P11Error
+from ..hsm.region import Region
+from ..hsm.store import TokenRow
+from .objects import SESSION_HANDLE_BASE, P11Object, from_row
+
+
+@dataclass
+class ActiveOp:
+    """One operation in progress in a session (encrypt, sign, ...)."""
+    impl: Any
+    key: P11Object | None = None
+    pending: tuple[Any, bytes] | None = None   # (call, output) kept for a length query
+    started: bool = False                      # an update call was made
+
+
+@dataclass
+class Session:
+    handle: int
+    slot_id: int
+    serial: str
+    rw: bool
+    ops: dict[int, ActiveOp] = field(default_factory=dict)
+    find: list[int] | None = None
+
+
+class State:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.region = Region(config)
+        self.unit = self.region.serving_unit()
+        self.store = self.unit.store
+        self.lock = threading.RLock()
+        self.sessions: dict[int, Session] = {}
+        self.logins: dict[str, int] = {}                 # token serial -> CKU.SO / CKU.USER
+        self.session_objects: dict[int, P11Object] = {}
+        self.cache: dict[int, P11Object] = {}            # token objects by handle
+        self._tokens: list[TokenRow] | None = None
+        self._next_session = 1
+        self._next_object = SESSION_HANDLE_BASE
+        self._version = self.store.data_version()
+        self._seq = self.store.last_change()
+
+    def close(self) -> None:
+        self.sessions.clear()
+        self.session_objects.clear()
+        self.cache.clear()
+        self.store.close()
+
+    # ---- seeing other processes' changes ------------------------------------------------
+
+    def sync(self) -> None:
+        version = self.store.data_version()
+        if version == self._version:
+            return
+        self._version = version
+        for seq, _serial, handle, op in self.store.changes_since(self._seq):
+            self._seq = seq
+            if handle is None:
+                self._tokens = None
+            else:
+                self.cache.pop(handle, None)
+
+    def mark_own_write(self) -> None:
+        """After our own commit: the change log moved, our caches are already right."""
+        self._seq = self.store.last_change()
+
+    # ---- tokens and slots ----------------------------------------------------------------
+
+    def tokens(self) -> list[TokenRow]:
+        self.sync()
+        if self._tokens is None:
+            self._tokens = self.store.tokens()
+        return self._tokens
+
+    def invalidate_tokens(self) -> None:
+        self._tokens = None
+
+    def slots(self) -> dict[int, TokenRow | None]:
+        """Every initialized token has its slot, plus one free slot (as SoftHSM2)."""
+        tokens = self.tokens()
+        slots: dict[int, TokenRow | None] = {t.slot_id: t for t in tokens}
+        free = 0
+        while free in slots:
+            free += 1
+        slots[free] = None
+        return dict(sorted(slots.items()))
+
+    def slot(self, slot_id: int) -> TokenRow | None:
+        slots = self.slots()
+        if slot_id not in slots:
+            raise P11Error(CKR.SLOT_ID_INVALID, f"no slot {slot_id}")
+        return slots[slot_id]
+
+    def token(self, serial: str) -> TokenRow:
+        for t in self.tokens():
+            if t.serial == serial:
+                return t
+        raise P11Error(CKR.DEVICE_REMOVED, f"token {serial} was deleted")
+
+    # ---- sessions -------------------------------------------------------------------------
+
+    def session(self, handle: int) -> Session:
+        try:
+            return self.sessions[handle]
+        except KeyError:
+            raise P11Error(CKR.SESSION_HANDLE_INVALID, f"no session {handle}") from None
+
+    def new_session_handle(self) -> int:
+        handle = self._next_session
+        self._next_session += 1
+        return handle
+
+    def new_object_handle(self) -> int:
+        handle = self._next_object
+        self._next_object += 1
+        return handle
+
+    def session_state(self, s: Session) -> int:
+        who = self.logins.get(s.serial)
+        if who == CKU.SO:
+            return CKS.RW_SO_FUNCTIONS
+        if who == CKU.USER:
+            return CKS.RW_USER_FUNCTIONS if s.rw else CKS.RO_USER_FUNCTIONS
+        return CKS.RW_PUBLIC_SESSION if s.rw else CKS.RO_PUBLIC_SESSION
+
+    def user_logged_in(self, s: Session) -> bool:
+        return self.logins.get(s.serial) == CKU.USER
+
+    # ---- objects --------------------------------------------------------------------------
+
+    def object(self, s: Session, handle: int, rv: CKR = CKR.OBJECT_HANDLE_INVALID) -> P11Object:
+        """An object this session may see; `rv` is the code for one it may not."""
+        obj = self.session_objects.get(handle)
+        if obj is None:
+            self.sync()
+            obj = self.cache.get(handle)
+            if obj is None:
+                row = self.store.get_object(handle) if handle < SESSION_HANDLE_BASE else None
+                if row is None:
+                    raise P11Error(rv, f"no object {handle}")
+                obj = self.cache[handle] = from_row(row, self.unit)
+        if obj.serial != s.serial:
+            raise P11Error(rv, f"object {handle} is on another token")
+        if obj.private and not self.user_logged_in(s):
+            raise P11Error(rv, f"object {handle} is private and the user is not logged in")
+        return obj
+
+    def key(self, s: Session, handle: int, rv: CKR = CKR.KEY_HANDLE_INVALID) -> P11Object:
+        obj = self.object(s, handle, rv)
+        if obj.klass not in (CKO.SECRET_KEY, CKO.PUBLIC_KEY, CKO.PRIVATE_KEY):
+            raise P11Error(rv, f"object {handle} is not a key")
+        return obj
+
+    def drop_session_objects(self, session_handle: int) -> None:
+        for handle in [h for h, o in self.session_objects.items() if o.session == session_handle]:
+            del self.session_objects[handle]
+
+    def forget_private(self, serial: str) -> None:
+        """After logout: end operations on private keys' handles held in cache (Base §5.6)."""
+        for s in self.sessions.values():
+            if s.serial == serial:
+                s.ops.clear()
+                s.find = None

@@ -1,0 +1,146 @@
+"""Slots and tokens (Base §5.5 slot and token management, §5.6 PIN functions)."""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, replace
+
+from .. import __version__
+from ..consts import CKR, CKU, TokenFlag
+from ..errors import P11Error, require
+from ..hsm.store import TokenRow
+from ..mechanisms import MECHANISMS, lookup
+from . import pins
+from .state import Session, State
+
+MANUFACTURER = "hspkcs11"
+MODEL = "cloud-hsm-emu"
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    label: bytes
+    serial: str
+    flags: int
+    session_count: int
+    rw_session_count: int
+    utc_time: bytes
+
+
+def slot_list(st: State, present_only: bool) -> list[int]:
+    return [sid for sid, tok in st.slots().items() if tok is not None or not present_only]
+
+
+def slot_description(st: State, slot_id: int) -> tuple[str, int]:
+    """Slot description and whether a token is present. Every slot holds a token; the
+    free slot's token is uninitialized (as SoftHSM2)."""
+    st.slot(slot_id)
+    return f"{st.unit.name} slot {slot_id}", 1
+
+
+def token_flags(st: State, t: TokenRow | None) -> int:
+    flags = TokenFlag.RNG | TokenFlag.LOGIN_REQUIRED | TokenFlag.RESTORE_KEY_NOT_NEEDED
+    if t is None:
+        return int(flags)
+    flags |= TokenFlag.TOKEN_INITIALIZED
+    if t.user_pin is not None:
+        flags |= TokenFlag.USER_PIN_INITIALIZED
+    limit = st.config.pin_max_failures
+    for failures, low, final, locked in (
+            (t.user_failures, TokenFlag.USER_PIN_COUNT_LOW, TokenFlag.USER_PIN_FINAL_TRY,
+             TokenFlag.USER_PIN_LOCKED),
+            (t.so_failures, TokenFlag.SO_PIN_COUNT_LOW, TokenFlag.SO_PIN_FINAL_TRY,
+             TokenFlag.SO_PIN_LOCKED)):
+        if failures >= limit:
+            flags |= locked
+        elif failures == limit - 1:
+            flags |= final | low
+        elif failures > 0:
+            flags |= low
+    return int(flags)
+
+
+def token_info(st: State, slot_id: int) -> TokenInfo:
+    t = st.slot(slot_id)
+    mine = [s for s in st.sessions.values() if s.slot_id == slot_id]
+    utc = time.strftime("%Y%m%d%H%M%S00", time.gmtime()).encode()
+    if t is None:
+        return TokenInfo(b"", "", token_flags(st, None), 0, 0, utc)
+    return TokenInfo(t.label, t.serial, token_flags(st, t), len(mine), sum(s.rw for s in mine), utc)
+
+
+def mechanism_list(st: State, slot_id: int) -> list[int]:
+    st.slot(slot_id)
+    return sorted(MECHANISMS)
+
+
+def mechanism_info(st: State, slot_id: int, mech: int) -> tuple[int, int, int]:
+    st.slot(slot_id)
+    m = lookup(mech)
+    return m.min_key, m.max_key, m.flags
+
+
+# ---- token initialisation and PINs ----------------------------------------------------
+
+def init_token(st: State, slot_id: int, so_pin: bytes, label: bytes) -> None:
+    t = st.slot(slot_id)
+    if any(s.slot_id == slot_id for s in st.sessions.values()):
+        raise P11Error(CKR.SESSION_EXISTS, "close every session on the slot before C_InitToken")
+    pins.check_length(so_pin)
+    if t is None:
+        serial = os.urandom(8).hex()
+        st.store.put_token(TokenRow(serial, slot_id, label, pins.hash_pin(so_pin), None, 0, 0))
+    else:
+        # Re-initialisation by the SO wipes every object and the user PIN (Base §5.6 C_InitToken).
+        check_pin(st, t, CKU.SO, so_pin)
+        st.store.wipe_token(t.serial)
+        st.store.put_token(replace(t, label=label, user_pin=None, user_failures=0, so_failures=0))
+        st.cache.clear()
+    st.invalidate_tokens()
+    st.mark_own_write()
+
+
+def init_pin(st: State, s: Session, pin: bytes) -> None:
+    if st.logins.get(s.serial) != CKU.SO or not s.rw:
+        raise P11Error(CKR.USER_NOT_LOGGED_IN, "C_InitPIN needs an R/W session of the SO")
+    pins.check_length(pin)
+    t = st.token(s.serial)
+    st.store.put_token(replace(t, user_pin=pins.hash_pin(pin), user_failures=0))
+    st.invalidate_tokens()
+    st.mark_own_write()
+
+
+def set_pin(st: State, s: Session, old: bytes, new: bytes) -> None:
+    require(s.rw, CKR.SESSION_READ_ONLY, "C_SetPIN needs an R/W session")
+    who = CKU.SO if st.logins.get(s.serial) == CKU.SO else CKU.USER
+    t = st.token(s.serial)
+    if who == CKU.USER and t.user_pin is None:
+        raise P11Error(CKR.USER_PIN_NOT_INITIALIZED, "the user PIN is not set")
+    check_pin(st, t, who, old)
+    pins.check_length(new)
+    field = "so_pin" if who == CKU.SO else "user_pin"
+    st.store.put_token(replace(st.token(s.serial), **{field: pins.hash_pin(new)}))
+    st.invalidate_tokens()
+    st.mark_own_write()
+
+
+def check_pin(st: State, t: TokenRow, who: int, pin: bytes) -> None:
+    """Verify a PIN and keep the failure count (CKF_*_PIN_COUNT_LOW/FINAL_TRY/LOCKED)."""
+    is_so = who == CKU.SO
+    failures = t.so_failures if is_so else t.user_failures
+    if failures >= st.config.pin_max_failures:
+        raise P11Error(CKR.PIN_LOCKED, f"the {'SO' if is_so else 'user'} PIN is locked")
+    stored = t.so_pin if is_so else t.user_pin
+    assert stored is not None
+    ok = pins.verify_pin(pin, stored)
+    new_count = 0 if ok else failures + 1
+    if new_count != failures:
+        st.store.set_failures(t.serial, **({"so": new_count} if is_so else {"user": new_count}))
+        st.invalidate_tokens()
+        st.mark_own_write()
+    if not ok:
+        raise P11Error(CKR.PIN_INCORRECT, f"wrong PIN ({new_count} failure(s) in a row)")
+
+
+def library_description() -> tuple[str, str]:
+    return MANUFACTURER, "hspkcs11 cloud HSM emulator"
