@@ -6,6 +6,7 @@ import logging
 import os
 
 from ..config import Config
+from ..hsm.files import private_dir
 
 log = logging.getLogger("hspkcs11")
 _configured: tuple[str, str] | None = None
@@ -20,7 +21,7 @@ def configure_logging(config: Config) -> None:
         log.removeHandler(handler)
         handler.close()
     if config.log_file:
-        config.log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(config.log_file.parent)
         fd = os.open(config.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         handler: logging.Handler = logging.StreamHandler(os.fdopen(fd, "a"))
     else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from ..config import Config
 from ..consts import CKR
 from ..errors import P11Error
+from .files import private_dir
 from .store import StoreError
 from .unit import CryptoUnit
 
@@ -18,7 +19,7 @@ class Region:
 
     def init(self) -> list[CryptoUnit]:
         """Create (or open) the unit of every configured zone."""
-        self.config.region_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(self.config.region_dir)
         return [CryptoUnit(self.config.unit_dir(z), self.config.region, z, create=True)
                 for z in self.config.zones]
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..consts import CKR
 from ..errors import P11Error
+from .files import private_dir
 from .keywrap import KeyWrapError, kwp_unwrap, kwp_wrap
 from .masterkey import CurrentState, RegisterFile
 from .store import Store
@@ -24,7 +25,7 @@ class CryptoUnit:
     def __init__(self, unit_dir: Path, region: str, zone: str, create: bool = False) -> None:
         self.dir, self.region, self.zone = unit_dir, region, zone
         if create:
-            unit_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            private_dir(unit_dir)
         self.store = Store(unit_dir / "unit.db", region, zone, create=create)
         self.registers = RegisterFile(unit_dir)
 

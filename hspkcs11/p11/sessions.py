@@ -54,11 +54,12 @@ def login(st: State, handle: int, user: int, pin: bytes) -> None:
         require(current == CKU.USER, CKR.USER_NOT_LOGGED_IN, "context-specific login needs a user login")
         tokens.check_pin(st, t, CKU.USER, pin)
         return
+    # The order of these checks is SoftHSM2's, so suites written against it see the same code.
+    if user == CKU.SO and any(not o.rw for o in st.sessions.values() if o.serial == s.serial):
+        raise P11Error(CKR.SESSION_READ_ONLY_EXISTS, "close read-only sessions before the SO logs in")
     if current is not None:
         raise P11Error(CKR.USER_ALREADY_LOGGED_IN if current == user else CKR.USER_ANOTHER_ALREADY_LOGGED_IN,
                        "already logged in")
-    if user == CKU.SO and any(not o.rw for o in st.sessions.values() if o.serial == s.serial):
-        raise P11Error(CKR.SESSION_READ_ONLY_EXISTS, "close read-only sessions before the SO logs in")
     if user == CKU.USER and t.user_pin is None:
         raise P11Error(CKR.USER_PIN_NOT_INITIALIZED, "the SO has not set the user PIN (C_InitPIN)")
     tokens.check_pin(st, t, user, pin)

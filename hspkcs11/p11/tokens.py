@@ -5,7 +5,6 @@ import os
 import time
 from dataclasses import dataclass, replace
 
-from .. import __version__
 from ..consts import CKR, CKU, TokenFlag
 from ..errors import P11Error, require
 from ..hsm.store import TokenRow
@@ -28,7 +27,9 @@ class TokenInfo:
 
 
 def slot_list(st: State, present_only: bool) -> list[int]:
-    return [sid for sid, tok in st.slots().items() if tok is not None or not present_only]
+    """Every slot has a token present (the free slot's is uninitialized), as in SoftHSM2,
+    so `present_only` changes nothing."""
+    return list(st.slots())
 
 
 def slot_description(st: State, slot_id: int) -> tuple[str, int]:
@@ -39,7 +40,8 @@ def slot_description(st: State, slot_id: int) -> tuple[str, int]:
 
 
 def token_flags(st: State, t: TokenRow | None) -> int:
-    flags = TokenFlag.RNG | TokenFlag.LOGIN_REQUIRED | TokenFlag.RESTORE_KEY_NOT_NEEDED
+    flags = (TokenFlag.RNG | TokenFlag.LOGIN_REQUIRED | TokenFlag.RESTORE_KEY_NOT_NEEDED
+             | TokenFlag.CLOCK_ON_TOKEN)
     if t is None:
         return int(flags)
     flags |= TokenFlag.TOKEN_INITIALIZED

@@ -1,0 +1,43 @@
+# Sourced by scripts/test.sh and scripts/demo.sh: installs what hspkcs11 needs on a
+# fresh Debian 12 (system packages, a venv, the package itself). Idempotent.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+PYTHON=${PYTHON:-python3}
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+# need -> Debian package that provides it
+declare -A PROVIDES=(
+  [softhsm2-util]=softhsm2 [pkcs11-tool]=opensc [gcc]=gcc [openssl]=openssl [p11tool]=gnutls-bin
+)
+missing=()
+for tool in "${!PROVIDES[@]}"; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("${PROVIDES[$tool]}")
+done
+[ -f /usr/include/openssl/evp.h ] || missing+=(libssl-dev)
+command -v "$PYTHON" >/dev/null 2>&1 || missing+=(python3)
+if command -v "$PYTHON" >/dev/null 2>&1; then
+  inc=$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+  [ -f "$inc/Python.h" ] || missing+=(python3-dev)
+  "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
+  echo "setup: hspkcs11 needs Python 3.11 or newer ($PYTHON is $("$PYTHON" --version))" >&2; exit 1; }
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+
+# Reinstall only when the build inputs changed (the C build takes a while).
+stamp=.venv/.hspkcs11-build
+digest=$(cat pyproject.toml setup.py csrc/*.c csrc/*.h csrc/*.py hspkcs11/consts.py | sha256sum | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$digest" ] || [ ! -f hspkcs11/libhspkcs11.so ]; then
+  echo "setup: building hspkcs11 into .venv" >&2
+  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+  .venv/bin/python -m pip install -q -e '.[test]'
+  echo "$digest" > "$stamp"
+fi
