@@ -12,6 +12,7 @@ from .. import module_path
 from ..config import load as load_config
 from ..consts import CKU, SessionFlag
 from ..hsm import masterkey as mk
+from ..hsm.files import private_dir
 from ..hsm.region import Region
 from ..p11 import sessions, tokens
 from ..p11.state import State
@@ -43,6 +44,9 @@ def demo(ctx: click.Context, workdir: Path | None) -> None:
     except ImportError:
         raise Failure("the demo drives the module through python-pkcs11: pip install python-pkcs11") from None
     workdir = workdir or Path(tempfile.mkdtemp(prefix="hspkcs11-demo-"))
+    if workdir.exists() and any(workdir.iterdir()):
+        raise Failure(f"{workdir} is not empty: give a new directory to --dir, or none")
+    private_dir(workdir)
     conf = workdir / "hspkcs11.conf"
     conf.write_text(f"data.dir = {workdir / 'data'}\nregion = us-south\n"
                     "zones = us-south-1, us-south-2, us-south-3\nlog.level = INFO\n"
