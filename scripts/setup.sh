@@ -41,3 +41,16 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$digest" ] || [ ! -f hspkcs11/li
   .venv/bin/python -m pip install -q -e '.[test]'
   echo "$digest" > "$stamp"
 fi
+
+# python-pkcs11's own test suite, written against SoftHSM2, run by tests/test_external_suites.py.
+# Fetched from PyPI as the sdist of the installed version; never committed.
+ver=$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("python-pkcs11"))')
+ext=.venv/external/python-pkcs11-$ver
+if [ ! -f "$ext/tests/__init__.py" ]; then
+  echo "setup: fetching python-pkcs11 $ver's test suite" >&2
+  tmp=$(mktemp -d)
+  .venv/bin/python -m pip download -q --no-deps --no-binary :all: "python-pkcs11==$ver" -d "$tmp"
+  mkdir -p "$ext"
+  tar xzf "$tmp"/python_pkcs11-*.tar.gz -C "$ext" --strip-components=1 --wildcards '*/tests/*'
+  rm -rf "$tmp"
+fi

@@ -434,7 +434,7 @@ def py_DeriveKey(h: int, mech: Any, base: int, tmpl: Any, n: int, out: Any) -> i
 
 def py_SeedRandom(h: int, seed: Any, n: int) -> int:
     st, s = _session(h)
-    keys.seed_random(st, s)
+    keys.seed_random(st, s, _bytes(seed, n) or b"")
     return CKR.OK
 
 

@@ -149,6 +149,11 @@ def encrypt_data_derive(cipher: BlockCipher, chained: bool) -> Callable:
             data, mode = cipher.checked_data(p.data), modes.CBC(p.iv)
         else:
             data, mode = cipher.checked_data(require_param(param, bytes)), modes.ECB()
+        wanted = template.get(CKA.VALUE_LEN)
+        if wanted is not None and wanted > len(data):
+            # The data is the parameter: too little of it for the key asked for.
+            raise P11Error(CKR.MECHANISM_PARAM_INVALID,
+                           f"{len(data)} bytes of data cannot make a key of {wanted} bytes")
         ctx = Cipher(cipher.key(key), mode).encryptor()
         return ctx.update(data) + ctx.finalize()
 

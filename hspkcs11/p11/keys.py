@@ -2,6 +2,7 @@
 and random numbers (§5.15)."""
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import Any
 
@@ -206,9 +207,16 @@ def derive_key(st: State, s: Session, mech_type: int, param: Param, base: int,
 # ---- random ---------------------------------------------------------------------------
 
 def random_bytes(st: State, s: Session, n: int) -> bytes:
-    return os.urandom(n)
+    """The OS CSPRNG's output; once seeded, XORed with a SHAKE-256 stream of the seed
+    state. XOR with an independent stream keeps the output as strong as the OS's own,
+    and makes C_SeedRandom's material count, as Base §5.15 asks."""
+    out = os.urandom(n)
+    if st.rng_seed and n:
+        st.rng_counter += 1
+        mask = hashlib.shake_256(st.rng_seed + st.rng_counter.to_bytes(8, "big")).digest(n)
+        out = (int.from_bytes(out, "big") ^ int.from_bytes(mask, "big")).to_bytes(n, "big")
+    return out
 
 
-def seed_random(st: State, s: Session) -> None:
-    # The OS generator cannot be seeded from outside; the spec's answer for that.
-    raise P11Error(CKR.RANDOM_SEED_NOT_SUPPORTED, "the token's RNG (the OS CSPRNG) takes no seed")
+def seed_random(st: State, s: Session, seed: bytes) -> None:
+    st.rng_seed = hashlib.sha256(st.rng_seed + seed).digest()

@@ -50,6 +50,8 @@ class State:
         self.session_objects: dict[int, P11Object] = {}
         self.cache: dict[int, P11Object] = {}            # token objects by handle
         self._tokens: list[TokenRow] | None = None
+        self.rng_seed = b""                              # C_SeedRandom material (keys.py)
+        self.rng_counter = 0
         self._next_session = 1
         self._next_object = SESSION_HANDLE_BASE
         self._version = self.store.data_version()
