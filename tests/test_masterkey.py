@@ -217,6 +217,19 @@ def test_a_swapped_blob_in_the_store_is_detected(tmp_path: Path) -> None:
     assert used.stdout.strip() == "detected", used.stderr
 
 
+def test_a_blob_made_in_another_region_is_refused(tmp_path: Path) -> None:
+    south = CryptoUnit(tmp_path / "south", "us-south", "z1", create=True)
+    europe = CryptoUnit(tmp_path / "europe", "eu-de", "z1", create=True)
+    key = os.urandom(32)
+    for unit in (south, europe):           # even under the same master key
+        unit.registers.load(key)
+        unit.registers.commit()
+        unit.registers.activate()
+    blob, _ = south.seal(b"U" * 16, b"payload")
+    with pytest.raises(P11Error, match="another region"):
+        europe.unseal(b"U" * 16, blob)
+
+
 def test_a_store_of_another_region_is_refused(tmp_path: Path) -> None:
     unit = CryptoUnit(tmp_path / "u", "us-south", "z1", create=True)
     unit.store.close()

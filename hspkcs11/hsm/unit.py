@@ -1,13 +1,15 @@
 """A crypto unit: one zone's directory with its store and master-key registers, and the
 sealing of secret attributes under the unit's current master key.
 
-A sealed blob is  b"HS1" || MKVP (16 bytes) || AES-KWP(master key, uid || payload)
-(RFC 5649). The uid binds the blob to its object: a blob moved to another object fails
-to open. The MKVP says which master key opens it, so during rotation a blob is read
-under whichever register holds that key.
+A sealed blob is  b"HS1" || MKVP (16 bytes) || AES-KWP(master key, uid || region tag || payload)
+(RFC 5649). The uid binds the blob to its object and the region tag (a hash of the
+region name) to its region: a blob moved to another object, or copied by hand into
+another region, fails to open. The MKVP says which master key opens it, so during
+rotation a blob is read under whichever register holds that key.
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from ..consts import CKR
@@ -19,6 +21,11 @@ from .store import Store
 
 MAGIC = b"HS1"
 UID_LEN = 16
+TAG_LEN = 8
+
+
+def region_tag(region: str) -> bytes:
+    return hashlib.sha256(b"hspkcs11 region\0" + region.encode()).digest()[:TAG_LEN]
 
 
 class CryptoUnit:
@@ -28,6 +35,7 @@ class CryptoUnit:
             private_dir(unit_dir)
         self.store = Store(unit_dir / "unit.db", region, zone, create=create)
         self.registers = RegisterFile(unit_dir)
+        self._tag = region_tag(region)
 
     @property
     def name(self) -> str:
@@ -58,7 +66,7 @@ class CryptoUnit:
 
     def seal(self, uid: bytes, payload: bytes) -> tuple[bytes, str]:
         mkvp, key = self.current()
-        return MAGIC + bytes.fromhex(mkvp) + kwp_wrap(key, uid + payload), mkvp
+        return MAGIC + bytes.fromhex(mkvp) + kwp_wrap(key, uid + self._tag + payload), mkvp
 
     def unseal(self, uid: bytes, blob: bytes) -> bytes:
         if blob[:3] != MAGIC:
@@ -75,4 +83,7 @@ class CryptoUnit:
                            "check (tampered or corrupted store)") from None
         if plain[:UID_LEN] != uid:
             raise P11Error(CKR.DEVICE_ERROR, f"unit {self.name}: a sealed blob belongs to another object")
-        return plain[UID_LEN:]
+        if plain[UID_LEN:UID_LEN + TAG_LEN] != self._tag:
+            raise P11Error(CKR.DEVICE_ERROR, f"unit {self.name}: a sealed blob was made in another region; "
+                           "keys cross regions only through backup and restore")
+        return plain[UID_LEN + TAG_LEN:]
