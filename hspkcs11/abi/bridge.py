@@ -33,6 +33,17 @@ _pid: int | None = None
 _lock = threading.RLock()
 _keep = threading.local()   # results C copies after the callback returns
 
+
+def _after_fork_in_child() -> None:
+    """A fork() taken while another thread held `_lock` (it may lose the GIL inside a
+    call) leaves the child's copy locked by a thread the child does not have: give the
+    child a fresh lock, or its own C_Initialize deadlocks (tests/c/abi_check.c, fork)."""
+    global _lock
+    _lock = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
 # Foreign exceptions -> CKR (DESIGN "One error type"); anything else is GENERAL_ERROR.
 FOREIGN: dict[type[BaseException], CKR] = {
     MemoryError: CKR.HOST_MEMORY,
