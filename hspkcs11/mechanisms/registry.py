@@ -139,7 +139,8 @@ class Mechanism:
     sign: Callable[[KeyView, Param], SignOp] | None = None
     verify: Callable[[KeyView, Param], VerifyOp] | None = None
     digest: Callable[[Param], DigestOp] | None = None
-    # generate(template) -> attributes of the new secret key (CKA_VALUE, CKA_KEY_TYPE)
+    # generate(template) -> attributes of the new object: CKA_KEY_TYPE and the values the
+    # mechanism made; CKA_CLASS too when it is not a secret key (domain parameters)
     generate: Callable[[Template, Param], Attrs] | None = None
     # generate_pair(public template, private template) -> (public attrs, private attrs)
     generate_pair: Callable[[Template, Template, Param], tuple[Attrs, Attrs]] | None = None

@@ -35,14 +35,17 @@ def generate_key(st: State, s: Session, mech_type: int, param: Param, template: 
     mech = lookup(mech_type)
     if mech.generate is None:
         raise P11Error(CKR.MECHANISM_INVALID, f"mechanism 0x{mech_type:x} does not generate keys")
-    _implied(template, CKA.CLASS, CKO.SECRET_KEY)
     st.unit.require_master_key()
-    generated = mech.generate(template, param)
+    generated = dict(mech.generate(template, param))
+    # A secret key, unless the mechanism says otherwise (PARAMETER_GEN mechanisms make
+    # CKO_DOMAIN_PARAMETERS objects, Base §4.10).
+    klass = generated.pop(CKA.CLASS, CKO.SECRET_KEY)
+    _implied(template, CKA.CLASS, klass)
     kt = generated[CKA.KEY_TYPE]
     _implied(template, CKA.KEY_TYPE, kt)
-    attrs = schema.new_object(How.GENERATE, CKO.SECRET_KEY, kt, template, _is_so(st, s))
+    attrs = schema.new_object(How.GENERATE, klass, kt, template, _is_so(st, s))
     attrs.update(generated)
-    attrs[CKA.CLASS] = CKO.SECRET_KEY
+    attrs[CKA.CLASS] = klass
     finish_secret_key(attrs)
     schema.history(How.GENERATE, attrs, mech_type)
     return store_new(st, s, attrs)

@@ -25,6 +25,13 @@ def finish_secret_key(attrs: dict[int, Any]) -> None:
         attrs[CKA.VALUE_LEN] = len(attrs[CKA.VALUE])
 
 
+def finish_domain_parameters(attrs: dict[int, Any]) -> None:
+    """CKA_PRIME_BITS of created domain parameters is the token's to compute (Base §4.10,
+    tables "DSA/DH domain parameter object attributes": footnote 2)."""
+    if attrs[CKA.CLASS] == CKO.DOMAIN_PARAMETERS and CKA.PRIME in attrs:
+        attrs[CKA.PRIME_BITS] = int.from_bytes(attrs[CKA.PRIME], "big").bit_length()
+
+
 def store_new(st: State, s: Session, attrs: dict[int, Any]) -> int:
     """Make a checked attribute set into a token or session object; return its handle."""
     is_token = bool(attrs.get(CKA.TOKEN))
@@ -52,6 +59,7 @@ def create_object(st: State, s: Session, template: dict[int, Any]) -> int:
     attrs = schema.new_object(schema.How.CREATE, template[CKA.CLASS], template.get(CKA.KEY_TYPE),
                               template, is_so=st.logins.get(s.serial) == CKU.SO)
     finish_secret_key(attrs)
+    finish_domain_parameters(attrs)
     schema.history(schema.How.CREATE, attrs)
     return store_new(st, s, attrs)
 

@@ -86,6 +86,12 @@ _PRIVATE = {
     CKA.ALWAYS_AUTHENTICATE: Attr(F(0), False),
     CKA.PUBLIC_KEY_INFO: Attr(F(0), b""),
 }
+# Common domain parameter attributes (Base §4.10.2): the parameters themselves come from
+# the key type (registry `KeyTypeSpec.attrs[CKO_DOMAIN_PARAMETERS]`).
+_DOMAIN = {
+    CKA.KEY_TYPE: Attr(F.REQUIRED_CREATE),
+    CKA.LOCAL: Attr(RO),
+}
 _SECRET = {
     CKA.ENCRYPT: Attr(MOD, True),
     CKA.VERIFY: Attr(MOD, True),
@@ -100,8 +106,11 @@ CLASS_ATTRS: dict[int, dict[int, Attr]] = {
     CKO.PUBLIC_KEY: {**_STORAGE, **_KEY, **_PUBLIC},
     CKO.PRIVATE_KEY: {**_STORAGE, **_KEY, **_SECRECY, **_PRIVATE},
     CKO.SECRET_KEY: {**_STORAGE, **_KEY, **_SECRECY, **_SECRET},
+    CKO.DOMAIN_PARAMETERS: {**_STORAGE, **_DOMAIN},
 }
 KEY_CLASSES = (CKO.PUBLIC_KEY, CKO.PRIVATE_KEY, CKO.SECRET_KEY)
+# Classes whose attributes depend on CKA_KEY_TYPE.
+TYPED_CLASSES = (*KEY_CLASSES, CKO.DOMAIN_PARAMETERS)
 
 # Which key attribute permits which use (Base §5.8–5.14).
 USAGE = {"encrypt": CKA.ENCRYPT, "decrypt": CKA.DECRYPT, "sign": CKA.SIGN, "verify": CKA.VERIFY,
@@ -128,7 +137,7 @@ def rules(klass: int, key_type: int | None) -> Mapping[int, Attr]:
     if klass not in CLASS_ATTRS:
         raise P11Error(CKR.TEMPLATE_INCONSISTENT, f"object class 0x{klass:x} is not supported")
     table = dict(CLASS_ATTRS[klass])
-    if klass in KEY_CLASSES:
+    if klass in TYPED_CLASSES:
         if key_type is None:
             raise P11Error(CKR.TEMPLATE_INCOMPLETE, "CKA_KEY_TYPE is required")
         spec = KEY_TYPES.get(key_type)
@@ -214,10 +223,12 @@ def history(how: How, attrs: dict[int, Any], mech: int | None = None,
     """Set CKA_LOCAL, CKA_KEY_GEN_MECHANISM, CKA_ALWAYS_SENSITIVE, CKA_NEVER_EXTRACTABLE
     as the key's history dictates (Base §4.7.2, §4.9, §5.14 C_DeriveKey)."""
     klass = attrs[CKA.CLASS]
-    if klass not in KEY_CLASSES:
+    if klass not in TYPED_CLASSES:
         return
     generated = how is How.GENERATE
     attrs[CKA.LOCAL] = generated
+    if klass not in KEY_CLASSES:
+        return    # domain parameters: CKA_LOCAL only (Base §4.10.2)
     attrs[CKA.KEY_GEN_MECHANISM] = mech if generated and mech is not None else CK_UNAVAILABLE_INFORMATION
     if klass == CKO.PUBLIC_KEY:
         return
