@@ -36,7 +36,7 @@ def generate_key(st: State, s: Session, mech_type: int, param: Param, template: 
     if mech.generate is None:
         raise P11Error(CKR.MECHANISM_INVALID, f"mechanism 0x{mech_type:x} does not generate keys")
     _implied(template, CKA.CLASS, CKO.SECRET_KEY)
-    st.unit.require_master_key()
+    st.hsm.require_master_key()
     generated = mech.generate(template, param)
     kt = generated[CKA.KEY_TYPE]
     _implied(template, CKA.KEY_TYPE, kt)
@@ -55,7 +55,7 @@ def generate_key_pair(st: State, s: Session, mech_type: int, param: Param,
         raise P11Error(CKR.MECHANISM_INVALID, f"mechanism 0x{mech_type:x} does not generate key pairs")
     _implied(pub_t, CKA.CLASS, CKO.PUBLIC_KEY)
     _implied(priv_t, CKA.CLASS, CKO.PRIVATE_KEY)
-    st.unit.require_master_key()
+    st.hsm.require_master_key()
     # Check the templates before the (slow) generation; the key type is the mechanism's.
     kt = mech.key_types[0] if mech.key_types else pub_t.get(CKA.KEY_TYPE)
     is_so = _is_so(st, s)
@@ -108,7 +108,7 @@ def wrap_key(st: State, s: Session, mech_type: int, param: Param, wrapping: int,
     wkey = st.key(s, wrapping, CKR.WRAPPING_KEY_HANDLE_INVALID)
     key = st.key(s, handle)
     check_key(mech, wkey, CKA.WRAP, (CKO.SECRET_KEY, CKO.PUBLIC_KEY), CKR.WRAPPING_KEY_TYPE_INCONSISTENT)
-    st.unit.require_master_key()
+    st.hsm.require_master_key()
     require(key.attrs.get(CKA.EXTRACTABLE, False), CKR.KEY_UNEXTRACTABLE, "the key has CKA_EXTRACTABLE false")
     if key.attrs.get(CKA.WRAP_WITH_TRUSTED) and not wkey.attrs.get(CKA.TRUSTED):
         raise P11Error(CKR.KEY_NOT_WRAPPABLE, "CKA_WRAP_WITH_TRUSTED needs a CKA_TRUSTED wrapping key")
@@ -141,7 +141,7 @@ def unwrap_key(st: State, s: Session, mech_type: int, param: Param, unwrapping: 
     require(klass in (CKO.SECRET_KEY, CKO.PRIVATE_KEY), CKR.TEMPLATE_INCONSISTENT,
             "only secret and private keys can be unwrapped")
     attrs = schema.new_object(How.UNWRAP, klass, kt, template, _is_so(st, s))
-    st.unit.require_master_key()
+    st.hsm.require_master_key()
     try:
         plain = mech.decrypt(ukey, param).oneshot(wrapped)
     except P11Error as exc:
@@ -193,7 +193,7 @@ def derive_key(st: State, s: Session, mech_type: int, param: Param, base: int,
     _implied(template, CKA.CLASS, CKO.SECRET_KEY)
     kt = template.get(CKA.KEY_TYPE, CKK.GENERIC_SECRET)
     attrs = schema.new_object(How.DERIVE, CKO.SECRET_KEY, kt, template, _is_so(st, s))
-    st.unit.require_master_key()
+    st.hsm.require_master_key()
     secret = mech.derive(base_key, param, template)
     length = template.get(CKA.VALUE_LEN, key_type_spec(kt).value_len) or len(secret)
     require(length <= len(secret), CKR.TEMPLATE_INCONSISTENT,

@@ -36,7 +36,7 @@ def slot_description(st: State, slot_id: int) -> tuple[str, int]:
     """Slot description and whether a token is present. Every slot holds a token; the
     free slot's token is uninitialized (as SoftHSM2)."""
     st.slot(slot_id)
-    return f"{st.unit.name} slot {slot_id}", 1
+    return f"{st.hsm.name} slot {slot_id}", 1
 
 
 def token_flags(st: State, t: TokenRow | None) -> int:
