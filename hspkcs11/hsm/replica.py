@@ -153,14 +153,37 @@ class RegionService:
                 continue
         return out
 
+    def _head_path(self) -> str:
+        return str(self.config.region_dir / "head")
+
+    def head(self) -> int:
+        """The region's newest change, recorded by every writer: a unit that was away
+        cannot tell by itself what it missed."""
+        try:
+            with open(self._head_path(), "rb") as f:
+                return int.from_bytes(f.read(8), "big")
+        except (FileNotFoundError, ValueError):
+            return 0
+
+    def set_head(self, seq: int) -> None:
+        fd = os.open(self._head_path(), os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            os.pwrite(fd, seq.to_bytes(8, "big"), 0)
+        finally:
+            os.close(fd)
+
     def catch_up(self, progress: Callable[[str, int], None] | None = None) -> tuple[list[CryptoUnit], int]:
         """Bring every healthy unit to the newest position (caller holds the write lock).
-        Returns the units that hold everything, and that position."""
+        Returns the units that hold everything, and that position. If no healthy unit
+        holds the newest changes, nothing may serve: stale data is never answered."""
         units = self.healthy()
         pos = self.positions(units)
         if not pos:
             raise self._none_left("serve", [])
         head = max(pos.values())
+        if head < self.head():
+            raise self._none_left("serve", [f"the units holding changes up to {self.head()} are down; "
+                                             f"the others stop at {head}"])
         source = next(u for u in units if pos.get(u.zone) == head)
         current = [source]
         for unit in units:
@@ -184,7 +207,7 @@ class RegionService:
         """Healthy units that hold every change; one that lags is caught up first."""
         units = self.healthy()
         pos = self.positions(units)
-        if pos and len(set(pos.values())) > 1:
+        if pos and (len(set(pos.values())) > 1 or max(pos.values()) < self.head()):
             with self.write_lock():
                 units, _ = self.catch_up()
             return units
@@ -237,6 +260,7 @@ class ReplicatedStore:
                     log.warning("unit %s missed a write (%s); it catches up when it can", unit.name, exc)
             if not done:
                 raise self.s._none_left(what, errors)
+            self.s.set_head(seq)
         return seq
 
     # reads

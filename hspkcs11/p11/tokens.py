@@ -98,6 +98,8 @@ def init_token(st: State, slot_id: int, so_pin: bytes, label: bytes) -> None:
         st.store.wipe_token(t.serial)
         st.store.put_token(replace(t, label=label, user_pin=None, user_failures=0, so_failures=0))
         st.cache.clear()
+    st.hsm.record("token-init", slot=slot_id, label=label.decode(errors="replace").rstrip(),
+                  reinit=t is not None)
     st.invalidate_tokens()
     st.mark_own_write()
 
