@@ -191,3 +191,45 @@ def test_zone_commands_check_their_arguments(region: Path) -> None:
     assert bad.returncode == 1 and "us-south-1, us-south-2, us-south-3" in bad.stderr
     ops = cli(region, "zone", "fault", "us-south-1", "--error-ops", "fly", check=False)
     assert ops.returncode == 2 and "read, write, seal" in ops.stderr
+
+
+def test_two_writers_while_a_zone_flaps_lose_nothing_and_units_converge(region: Path) -> None:
+    import random
+    import subprocess
+    import sys
+    import time
+
+    from hspkcs11.hsm.faults import FaultFile
+    from regionkit import env
+
+    writer = """
+import sys, pkcs11, hspkcs11
+from pkcs11 import KeyType
+lib = pkcs11.lib(str(hspkcs11.module_path()))
+with lib.get_token(token_label="app").open(user_pin="1234", rw=True) as s:
+    for i in range(int(sys.argv[2])):
+        s.generate_key(KeyType.AES, 128, store=True, label=f"{sys.argv[1]}-{i}")
+print("done")
+"""
+    per_writer = 300
+    procs = [subprocess.Popen([sys.executable, "-c", writer, tag, str(per_writer)], env=env(region), text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for tag in ("a", "b")]
+    faults = FaultFile(load_config(region).region_dir)
+    zones = ["us-south-1", "us-south-2", "us-south-3"]
+    rng = random.Random(7)
+    flaps = 0
+    while any(p.poll() is None for p in procs):
+        zone = rng.choice(zones)
+        faults.set(zone, down=True)           # what `zone down` writes, as fast as a test can
+        time.sleep(rng.uniform(0.005, 0.05))
+        faults.clear(zone)
+        flaps += 1
+    for p in procs:
+        out, err = p.communicate()
+        assert p.returncode == 0 and out.strip() == "done", err
+    assert flaps > 3
+    cli(region, "zone", "up", "us-south-1")  # a writer's catch-up on the way back to full health
+    units = status(region)
+    assert {u["lag"] for u in units.values()} == {0}
+    assert {u["objects"] for u in units.values()} == {2 * per_writer}
+    assert len(set(digests(region).values())) == 1
