@@ -26,6 +26,7 @@ from ..consts import CKR
 from ..errors import P11Error
 from . import audit
 from .faults import FaultFile, ZoneFaults
+from .files import EPOCH, epoch
 from .store import CorruptRow, ObjectRow, TokenRow
 from .unit import CryptoUnit
 
@@ -57,6 +58,10 @@ class RegionService:
         self.store = ReplicatedStore(self)
         self._lock_fd: int | None = None
         self._refused: dict[str, str] = {}
+        self._health: tuple[tuple[int, int], list[CryptoUnit]] | None = None
+        self._fault_view: dict[str, ZoneFaults] = {}
+        self._key_ok = False
+        self._epoch_file = str(config.region_dir / EPOCH)
 
     def close(self) -> None:
         for unit in self.units:
@@ -76,8 +81,17 @@ class RegionService:
         return max(mkvps, key=lambda m: (counts[m], -mkvps.index(m)))
 
     def healthy(self) -> list[CryptoUnit]:
-        """Units that may serve, in zone order."""
-        faults = self.faults.read()
+        """Units that may serve, in zone order; recomputed only when the region's
+        administrative state changed (one stat of the epoch file per call)."""
+        stamp = epoch(self._epoch_file)
+        if self._health is not None and self._health[0] == stamp:
+            return self._health[1]
+        serving = self._compute_health()
+        self._health = (stamp, serving)
+        return serving
+
+    def _compute_health(self) -> list[CryptoUnit]:
+        faults = self._fault_view = self.faults.read()
         up = [u for u in self.units if not faults.get(u.zone, _NO_FAULT).down]
         for u in up:
             u.store.corrupt = faults.get(u.zone, _NO_FAULT).corrupt
@@ -93,6 +107,7 @@ class RegionService:
                 log.warning("unit %s refused: its master key %s differs from the region's %s; load the "
                             "region's key parts into it (`hspkcs11-util masterkey load`)",
                             u.name, mkvp or "(none)", reference or "(none)")
+        self._key_ok = bool(serving) and serving[0].registers.read().current_key is not None
         return serving
 
     def refusal(self, unit: CryptoUnit) -> str | None:
@@ -106,7 +121,8 @@ class RegionService:
 
     def inject(self, unit: CryptoUnit, op: str) -> None:
         """Apply the faults configured for this unit and operation (fault injection)."""
-        f = self.faults.zone(unit.zone)
+        self.healthy()                      # refreshes the fault view when the epoch moved
+        f = self._fault_view.get(unit.zone, _NO_FAULT)
         if f.healthy:
             return
         if f.down:
@@ -216,7 +232,13 @@ class RegionService:
     # ---- sealing (every unit holds the same master key) -------------------------------------
 
     def require_master_key(self) -> None:
-        self.each("seal", "use keys", lambda u: u.current())
+        """Key use needs a serving unit with a current master key. Answered from the
+        health view (registers changes move the epoch), so it costs one stat."""
+        units = self.healthy()
+        if not units:
+            raise self._none_left("use keys", [])
+        if not self._key_ok:
+            units[0].current()          # raises the error that names the command to run
 
     def seal(self, uid: bytes, payload: bytes) -> tuple[bytes, str]:
         return self.each("seal", "seal a key", lambda u: u.seal(uid, payload))
