@@ -233,3 +233,36 @@ print("done")
     assert {u["lag"] for u in units.values()} == {0}
     assert {u["objects"] for u in units.values()} == {2 * per_writer}
     assert len(set(digests(region).values())) == 1
+
+
+def test_a_unit_copied_by_hand_into_another_region_is_refused(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    from regionkit import env
+
+    (tmp_path / "south").mkdir()
+    (tmp_path / "europe").mkdir()
+    south = make_region(tmp_path / "south", zones="us-south-1, us-south-2")
+    cli(south, "init-token", "--free", "--label", "app")
+    europe = make_region(tmp_path / "europe", name="eu-de", zones="eu-de-1, eu-de-2")
+    target = load_config(europe).unit_dir("eu-de-1")
+    shutil.rmtree(target)
+    shutil.copytree(load_config(south).unit_dir("us-south-1"), target)
+    out = subprocess.run([sys.executable, "-c", "import pkcs11, hspkcs11; pkcs11.lib(str(hspkcs11.module_path()))"],
+                         env=env(europe), capture_output=True, text=True)
+    assert out.returncode != 0 and "GeneralError" in out.stderr
+    log = (tmp_path / "europe" / "hspkcs11.log").read_text()
+    assert "belongs to region 'us-south', not 'eu-de'" in log and "backup and restore" in log
+    status = cli(europe, "status", check=False)
+    assert status.returncode == 1 and "belongs to region 'us-south'" in status.stderr
+
+
+def test_audit_command_lists_the_events(region: Path) -> None:
+    cli(region, "zone", "down", "us-south-2")
+    cli(region, "zone", "up", "us-south-2")
+    text = cli(region, "audit").stdout
+    assert "zone-down" in text and "zone-up" in text and "token-init" in text
+    events = [json.loads(line)["event"] for line in cli(region, "audit", "--json").stdout.splitlines()]
+    assert events[-2:] == ["zone-down", "zone-up"]
