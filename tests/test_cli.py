@@ -69,3 +69,5 @@ def test_demo_runs_the_story(tmp_path: Path) -> None:
     assert "verifies: True" in out.stdout
     assert "not found" in out.stdout          # the plaintext scan
     assert out.stdout.count("current master key MKVP") == 3
+    assert "signing goes on" in out.stdout
+    assert "caught up 1 change" in out.stdout and "same content: True" in out.stdout

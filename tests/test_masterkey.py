@@ -16,7 +16,7 @@ from hspkcs11.consts import CKR
 from hspkcs11.errors import P11Error
 from hspkcs11.hsm import masterkey as mk
 from hspkcs11.hsm.region import Region
-from hspkcs11.hsm.store import Store, StoreError
+from hspkcs11.hsm.store import ObjectRow, Store, StoreError, row_digest
 from hspkcs11.hsm.unit import CryptoUnit
 
 PASSWORD = "correct horse battery"
@@ -201,11 +201,16 @@ def test_a_swapped_blob_in_the_store_is_detected(tmp_path: Path) -> None:
         print("ok")
     """)
     assert made.stdout.strip() == "ok", made.stderr
-    db = sqlite3.connect(load_config(conf).unit_dir("us-south-1") / "unit.db")
-    (one,), (two,) = db.execute("SELECT sealed FROM objects ORDER BY handle").fetchall()
-    db.execute("UPDATE objects SET sealed = ? WHERE label = ?", (two, b"one"))
-    db.commit()
-    db.close()
+    # A deliberate swap in every unit, digests recomputed: only the blob's binding can tell.
+    for zone in load_config(conf).zones:
+        db = sqlite3.connect(load_config(conf).unit_dir(zone) / "unit.db")
+        (one,), (two,) = db.execute("SELECT sealed FROM objects ORDER BY handle").fetchall()
+        db.execute("UPDATE objects SET sealed = ? WHERE label = ?", (two, b"one"))
+        columns = "handle, serial, uid, class, key_type, private, label, ckaid, attrs, sealed, mkvp"
+        values = db.execute(f"SELECT {columns} FROM objects WHERE label = ?", (b"one",)).fetchone()
+        db.execute("UPDATE objects SET digest = ? WHERE label = ?", (row_digest(ObjectRow(*values)), b"one"))
+        db.commit()
+        db.close()
     used = client(conf, """
         with lib.get_token(token_label="swap").open(user_pin="1234") as s:
             k = s.get_key(label="one")

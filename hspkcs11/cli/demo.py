@@ -14,9 +14,11 @@ from ..consts import CKU, SessionFlag
 from ..hsm import masterkey as mk
 from ..hsm.files import private_dir
 from ..hsm.region import Region
+from ..hsm.replica import RegionService
 from ..p11 import sessions, tokens
 from ..p11.state import State
 from .common import Failure, pass_ctx
+from .status import unit_status
 
 SO_PIN, USER_PIN = "demo-so-pin", "demo-pin"
 
@@ -30,7 +32,7 @@ def step(text: str) -> None:
               help="Where to put the demo region (default: a new temporary directory).")
 @pass_ctx
 def demo(ctx: click.Context, workdir: Path | None) -> None:
-    """Run the whole story on a throw-away region: units, master key, token, keys in use.
+    """Run the whole story on a throw-away region: units, master key, keys in use, a zone lost.
 
     \b
     Example:
@@ -109,7 +111,28 @@ def demo(ctx: click.Context, workdir: Path | None) -> None:
     if leaks:
         raise Failure("a plaintext key reached the data directory")
 
-    step("Still to come in later versions: losing a zone, backup, restore in another region")
+    step("6. Lose a zone in the middle of work: the application does not notice")
+    svc = RegionService(config)
+    with lib.get_token(token_label="demo").open(user_pin=USER_PIN, rw=True) as s:
+        signer = s.get_key(label="signing-key", object_class=pkcs11.ObjectClass.PRIVATE_KEY)
+        svc.faults.set("us-south-1", down=True)
+        svc.record("zone-down", zone="us-south-1", by="demo")
+        click.echo("   zone us-south-1 is down (as `hspkcs11-util zone down us-south-1` does)")
+        sig = signer.sign(b"during the outage", mechanism=Mechanism.ECDSA_SHA256)
+        click.echo(f"   signing goes on: {len(sig)}-byte signature")
+        s.generate_key(KeyType.AES, 256, store=True, label="made-during-outage")
+        click.echo("   a new token key is stored in the two zones still up")
+    for row in unit_status(svc):
+        click.echo(f"   {row['zone']}: {row['health']}, {row['objects']} objects, lag {row['lag']}")
+    svc.faults.clear("us-south-1")
+    with svc.write_lock():
+        _, head = svc.catch_up(progress=lambda z, n: click.echo(f"   zone {z} back: caught up {n} change(s)"))
+    svc.record("zone-up", zone="us-south-1", by="demo")
+    digests = {u.zone: u.store.content_digest() for u in svc.units}
+    click.echo(f"   every unit at position {head}, same content: {len(set(digests.values())) == 1}")
+    svc.close()
+
+    step("Still to come in later versions: backup, restore in another region, reloading the master key")
     click.echo(f"\nThe demo region stays in {workdir}; its log is {workdir / 'hspkcs11.log'}.")
 
 

@@ -6,18 +6,25 @@ from pathlib import Path
 import click
 
 from ..hsm import masterkey as mk
-from ..hsm.region import Region
+from ..hsm.replica import RegionService
 from ..hsm.unit import CryptoUnit
 from .common import Failure, config, pass_ctx, secret
 
 ENV = "HSPKCS11_KEYPART_PASSWORD"
 
 
-def _units(ctx: click.Context) -> list[CryptoUnit]:
-    units = Region(config(ctx)).units()
-    if not units:
-        raise Failure("the region has no crypto units: run `hspkcs11-util region init`")
-    return units
+def _units(ctx: click.Context) -> tuple[RegionService, list[CryptoUnit]]:
+    """The units that are up. A unit in a zone that is down is skipped, as on the cloud
+    service: when it is back, load its key parts again (nothing copies a master key)."""
+    svc = RegionService(config(ctx))
+    faults = svc.faults.read()
+    up = []
+    for unit in svc.units:
+        if unit.zone in faults and faults[unit.zone].down:
+            click.echo(f"unit {unit.name}: skipped, zone is down (repeat this step when it is up)")
+        else:
+            up.append(unit)
+    return svc, up
 
 
 @click.group("masterkey")
@@ -59,8 +66,14 @@ def load(ctx: click.Context, files: tuple[Path, ...], password: tuple[str, ...])
         given = password[i] if i < len(password) else None
         parts.append(mk.part_read(f, secret(given, ENV, f"Password for {f}")))
     key = mk.combine(parts)
-    for unit in _units(ctx):
+    svc, units = _units(ctx)
+    for unit in units:
+        regs = unit.registers.read()
+        if mk.mkvp(key) in (regs.new_mkvp, regs.current_mkvp):
+            click.echo(f"unit {unit.name}: already holds MKVP {mk.mkvp(key)}")
+            continue
         unit.registers.load(key)
+        svc.record("masterkey-load", zone=unit.zone, mkvp=mk.mkvp(key))
         click.echo(f"unit {unit.name}: new register full-uncommitted, MKVP {mk.mkvp(key)}")
     click.echo("next: `hspkcs11-util masterkey commit`")
 
@@ -69,8 +82,13 @@ def load(ctx: click.Context, files: tuple[Path, ...], password: tuple[str, ...])
 @pass_ctx
 def commit(ctx: click.Context) -> None:
     """Commit the loaded new master key in every unit."""
-    for unit in _units(ctx):
+    svc, units = _units(ctx)
+    for unit in units:
+        if unit.registers.read().new_state is not mk.NewState.UNCOMMITTED:
+            click.echo(f"unit {unit.name}: nothing to commit ({unit.registers.read().new_state.value})")
+            continue
         regs = unit.registers.commit()
+        svc.record("masterkey-commit", zone=unit.zone, mkvp=regs.new_mkvp)
         click.echo(f"unit {unit.name}: new register committed, MKVP {regs.new_mkvp}")
     click.echo("next: `hspkcs11-util masterkey activate` (first key) or `masterkey rotate`")
 
@@ -79,13 +97,21 @@ def commit(ctx: click.Context) -> None:
 @pass_ctx
 def activate(ctx: click.Context) -> None:
     """Make the committed new master key current (the first time a key is set)."""
-    for unit in _units(ctx):
+    svc, units = _units(ctx)
+    ready = [u for u in units if u.registers.read().new_state is mk.NewState.COMMITTED]
+    for unit in units:
+        if unit not in ready:
+            regs = unit.registers.read()
+            click.echo(f"unit {unit.name}: nothing to activate (new register {regs.new_state.value}, "
+                       f"current {regs.current_mkvp or 'empty'})")
+    for unit in ready:
         regs = unit.registers.read()
         if regs.current_mkvp and unit.store.sealed_under(regs.current_mkvp):
             raise Failure(f"unit {unit.name} holds keys sealed under the current master key "
                           f"{regs.current_mkvp}; use `hspkcs11-util masterkey rotate` to re-wrap them")
-    for unit in _units(ctx):
+    for unit in ready:
         regs = unit.registers.activate()
+        svc.record("masterkey-activate", zone=unit.zone, mkvp=regs.current_mkvp)
         click.echo(f"unit {unit.name}: current master key {regs.current_mkvp} (valid)")
 
 
@@ -93,8 +119,10 @@ def activate(ctx: click.Context) -> None:
 @pass_ctx
 def clear_new(ctx: click.Context) -> None:
     """Empty the new-master-key register of every unit."""
-    for unit in _units(ctx):
+    svc, units = _units(ctx)
+    for unit in units:
         unit.registers.clear_new()
+        svc.record("masterkey-clear-new", zone=unit.zone)
         click.echo(f"unit {unit.name}: new register empty")
 
 
@@ -102,7 +130,8 @@ def clear_new(ctx: click.Context) -> None:
 @pass_ctx
 def status(ctx: click.Context) -> None:
     """Show each unit's registers and MKVPs."""
-    for unit in _units(ctx):
+    svc = RegionService(config(ctx))
+    for unit in svc.units:
         r = unit.registers.read()
         click.echo(f"unit {unit.name}: current {r.current_state.value} {r.current_mkvp or '-'}; "
                    f"new {r.new_state.value} {r.new_mkvp or '-'}")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import click
 
+from ..hsm import audit
 from ..hsm.region import Region
 from .common import config, pass_ctx
 
@@ -22,8 +23,10 @@ def init(ctx: click.Context) -> None:
       HSPKCS11_CONF=./hspkcs11.conf hspkcs11-util region init
     """
     cfg = config(ctx)
-    for unit in Region(cfg).init():
+    units = Region(cfg).init()
+    for unit in units:
         click.echo(f"unit {unit.name}: {unit.dir}")
+    audit.record(cfg.region_dir, "region-init", region=cfg.region, zones=list(cfg.zones))
     click.echo("next: create key parts with `hspkcs11-util masterkey part-new FILE` and load them")
 
 

@@ -55,7 +55,7 @@ def init_token(ctx: click.Context, free: bool, slot: int | None, label: str, so_
 def show_slots(ctx: click.Context) -> None:
     """List the slots and their tokens."""
     st = _state(ctx)
-    click.echo(f"region {st.config.region}, serving unit {st.unit.name}")
+    click.echo(f"region {st.config.region}, serving unit {st.hsm.name}")
     for slot_id, t in st.slots().items():
         if t is None:
             click.echo(f"slot {slot_id}: free (uninitialized token)")

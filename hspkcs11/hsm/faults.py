@@ -15,7 +15,7 @@ import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from .files import write_private
+from .files import bump_epoch, write_private
 
 OPERATIONS = ("read", "write", "seal")
 FILE_NAME = "faults.json"
@@ -76,6 +76,7 @@ class FaultFile:
     def write(self, zones: dict[str, ZoneFaults]) -> None:
         doc = {"zones": {z: asdict(f) for z, f in sorted(zones.items()) if not f.healthy}}
         write_private(self.path, json.dumps(doc, indent=1).encode())
+        bump_epoch(self.region_dir)
         self._cache = None
 
     def set(self, zone: str, **changes: object) -> ZoneFaults:

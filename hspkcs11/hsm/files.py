@@ -32,3 +32,21 @@ def write_private(path: Path, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+EPOCH = ".epoch"
+
+
+def bump_epoch(region_dir: Path) -> None:
+    """Mark that the region's administrative state (faults, registers) changed: engines
+    check this one file per call instead of every file it summarises."""
+    write_private(region_dir / EPOCH, os.urandom(8))
+
+
+def epoch(epoch_file: str) -> tuple[int, int]:
+    """The stamp of a region's epoch file (its path precomputed: this runs per call)."""
+    try:
+        st = os.stat(epoch_file)
+    except FileNotFoundError:
+        return (0, 0)
+    return (st.st_mtime_ns, st.st_ino)

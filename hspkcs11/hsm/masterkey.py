@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from cryptography.hazmat.primitives.keywrap import (InvalidUnwrap, aes_key_unwrap_with_padding,
                                                     aes_key_wrap_with_padding)
 
-from .files import write_private
+from .files import bump_epoch, write_private
 
 KEY_LEN = 32
 PART_FORMAT = "hspkcs11-keypart-1"
@@ -130,6 +130,7 @@ class RegisterFile:
 
     def __init__(self, unit_dir: Path) -> None:
         self.path = unit_dir / "registers.json"
+        self._path = str(self.path)            # stat()ed per call: no pathlib on that path
         self._device_key_path = unit_dir / "device.key"
         self._cache: tuple[tuple[int, int], Registers] | None = None
 
@@ -140,7 +141,7 @@ class RegisterFile:
 
     def _stamp(self) -> tuple[int, int]:
         try:
-            st = os.stat(self.path)
+            st = os.stat(self._path)
         except FileNotFoundError:
             return (0, 0)
         return (st.st_mtime_ns, st.st_ino)
@@ -181,6 +182,7 @@ class RegisterFile:
                "current_state": regs.current_state.value, "current_mkvp": regs.current_mkvp,
                "current_key": wrap(regs.current_key)}
         write_private(self.path, json.dumps(doc, indent=1).encode())
+        bump_epoch(self.path.parent.parent)      # the unit's region directory
         self._cache = None
 
     # ---- transitions (the cloud service's console steps) -------------------------------

@@ -2,21 +2,25 @@
 
 Secret attributes arrive already sealed (`sealed`, an opaque blob); public attributes
 arrive packed by `p11.codec`. A few of them are copied into columns so that finds by
-class, label or CKA_ID use an index instead of a scan. Every change appends to
-`changes`, which other processes read to refresh their caches (and, later, which
-replication reads). The on-disk format is described in docs/store-format.md.
+class, label or CKA_ID use an index instead of a scan. Every write carries the
+region's sequence number (`seq`, chosen by `hsm.replica`) and appends to `changes`:
+other processes read it to refresh their caches, and a unit that missed writes copies
+what it lacks from a peer (`export_since` / `import_bundle`). Each object row carries
+a digest, checked on every read, so a unit that answers with corrupted data is caught.
+The on-disk format is described in docs/store-format.md.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-FORMAT = 1
+FORMAT = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
@@ -30,7 +34,7 @@ CREATE TABLE IF NOT EXISTS tokens (
     user_failures INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS objects (
-    handle INTEGER PRIMARY KEY AUTOINCREMENT,
+    handle INTEGER PRIMARY KEY,
     serial TEXT NOT NULL REFERENCES tokens(serial) ON DELETE CASCADE,
     uid BLOB NOT NULL UNIQUE,
     class INTEGER NOT NULL,
@@ -40,22 +44,28 @@ CREATE TABLE IF NOT EXISTS objects (
     ckaid BLOB,
     attrs BLOB NOT NULL,
     sealed BLOB,
-    mkvp TEXT
+    mkvp TEXT,
+    digest BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS objects_by_id ON objects(serial, ckaid);
 CREATE INDEX IF NOT EXISTS objects_by_label ON objects(serial, label);
 CREATE INDEX IF NOT EXISTS objects_by_class ON objects(serial, class);
 CREATE TABLE IF NOT EXISTS changes (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER NOT NULL,
     serial TEXT NOT NULL,
     handle INTEGER,
     op TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS changes_by_seq ON changes(seq);
 """
 
 
 class StoreError(Exception):
     """The store cannot be used (wrong region, unreadable, not a store)."""
+
+
+class CorruptRow(StoreError):
+    """A row whose digest does not match its content: the unit must not be trusted."""
 
 
 @dataclass(frozen=True)
@@ -85,14 +95,51 @@ class TokenRow:
 
 
 _OBJECT_COLUMNS = "handle, serial, uid, class, key_type, private, label, ckaid, attrs, sealed, mkvp"
+
+
+def row_digest(r: ObjectRow) -> bytes:
+    """A checksum over a row's content (corruption, not tampering: no key involved)."""
+    h = hashlib.sha256()
+    for value in (r.handle, r.serial, r.uid, r.klass, r.key_type, r.private, r.label, r.ckaid, r.attrs,
+                  r.sealed, r.mkvp):
+        h.update(_canonical(value))
+    return h.digest()[:16]
+
+
+def _canonical(value: object) -> bytes:
+    """Length-prefixed bytes of a column value, the same whether it came from the engine
+    (IntEnum, bool) or from SQLite (int)."""
+    if value is None:
+        raw = b"\xff"
+    elif isinstance(value, bytes):
+        raw = b"b" + value
+    elif isinstance(value, int):        # bool and IntEnum included
+        raw = b"i" + str(int(value)).encode()
+    else:
+        raw = b"s" + str(value).encode()
+    return len(raw).to_bytes(4, "big") + raw
+
+
+@dataclass
+class Bundle:
+    """What a lagging unit needs from a peer: the change rows after its position and the
+    current state of every token and object they name (None: it is gone)."""
+    changes: list[tuple[int, str, int | None, str]] = field(default_factory=list)
+    tokens: dict[str, "TokenRow | None"] = field(default_factory=dict)
+    objects: dict[int, "ObjectRow | None"] = field(default_factory=dict)
 _TOKEN_COLUMNS = "serial, slot_id, label, so_pin, user_pin, so_failures, user_failures"
 
 
 class Store:
-    """One unit's database. Thread-safe within a process; WAL lets processes share it."""
+    """One unit's database. Thread-safe within a process; WAL lets processes share it.
+
+    `corrupt` makes the store answer with damaged rows (fault injection); the digest
+    check then refuses them, exactly as it would refuse real damage.
+    """
 
     def __init__(self, path: Path, region: str, zone: str, create: bool = False) -> None:
         self.path = path
+        self.corrupt = False
         if not create and not path.exists():
             raise StoreError(f"no store at {path}")
         old_umask = os.umask(0o077)   # database, WAL and SHM files: owner only
@@ -150,15 +197,19 @@ class Store:
         with self._lock:
             return self._db.execute("PRAGMA data_version").fetchone()[0]
 
-    def last_change(self) -> int:
+    def position(self) -> int:
+        """The region sequence number of the last change this unit holds."""
         with self._lock:
-            row = self._db.execute("SELECT max(seq) FROM changes").fetchone()
-            return row[0] or 0
+            return self._db.execute("SELECT max(seq) FROM changes").fetchone()[0] or 0
 
     def changes_since(self, seq: int) -> list[tuple[int, str, int | None, str]]:
         with self._lock:
             return self._db.execute(
                 "SELECT seq, serial, handle, op FROM changes WHERE seq > ? ORDER BY seq", (seq,)).fetchall()
+
+    @staticmethod
+    def _log(db: sqlite3.Connection, seq: int, serial: str, handle: int | None, op: str) -> None:
+        db.execute("INSERT INTO changes (seq, serial, handle, op) VALUES (?, ?, ?, ?)", (seq, serial, handle, op))
 
     # ---- tokens ----------------------------------------------------------------------
 
@@ -173,80 +224,80 @@ class Store:
                                    (serial,)).fetchone()
         return TokenRow(*row) if row else None
 
-    def put_token(self, t: TokenRow) -> None:
-        with self.tx() as db:
-            db.execute(f"INSERT OR REPLACE INTO tokens ({_TOKEN_COLUMNS}) VALUES (?,?,?,?,?,?,?)",
-                       (t.serial, t.slot_id, t.label, t.so_pin, t.user_pin, t.so_failures,
-                        t.user_failures))
-            db.execute("INSERT INTO changes (serial, handle, op) VALUES (?, NULL, 'token')", (t.serial,))
+    @staticmethod
+    def _put_token(db: sqlite3.Connection, t: TokenRow) -> None:
+        db.execute(f"INSERT OR REPLACE INTO tokens ({_TOKEN_COLUMNS}) VALUES (?,?,?,?,?,?,?)",
+                   (t.serial, t.slot_id, t.label, t.so_pin, t.user_pin, t.so_failures, t.user_failures))
 
-    def set_failures(self, serial: str, so: int | None = None, user: int | None = None) -> None:
+    def put_token(self, t: TokenRow, seq: int) -> None:
+        with self.tx() as db:
+            self._put_token(db, t)
+            self._log(db, seq, t.serial, None, "token")
+
+    def set_failures(self, serial: str, seq: int, so: int | None = None, user: int | None = None) -> None:
         with self.tx() as db:
             if so is not None:
                 db.execute("UPDATE tokens SET so_failures = ? WHERE serial = ?", (so, serial))
             if user is not None:
                 db.execute("UPDATE tokens SET user_failures = ? WHERE serial = ?", (user, serial))
-            db.execute("INSERT INTO changes (serial, handle, op) VALUES (?, NULL, 'token')", (serial,))
+            self._log(db, seq, serial, None, "token")
 
-    def wipe_token(self, serial: str) -> None:
+    def wipe_token(self, serial: str, seq: int) -> None:
         """Destroy every object of a token (re-initialisation by the SO)."""
         with self.tx() as db:
             handles = [h for (h,) in db.execute("SELECT handle FROM objects WHERE serial = ?", (serial,))]
             db.execute("DELETE FROM objects WHERE serial = ?", (serial,))
-            db.executemany("INSERT INTO changes (serial, handle, op) VALUES (?, ?, 'delete')",
-                           [(serial, h) for h in handles])
+            for h in handles:
+                self._log(db, seq, serial, h, "delete")
 
-    def delete_token(self, serial: str) -> None:
+    def delete_token(self, serial: str, seq: int) -> None:
         with self.tx() as db:
             db.execute("DELETE FROM objects WHERE serial = ?", (serial,))
             db.execute("DELETE FROM tokens WHERE serial = ?", (serial,))
-            db.execute("INSERT INTO changes (serial, handle, op) VALUES (?, NULL, 'token')", (serial,))
+            self._log(db, seq, serial, None, "token")
 
     # ---- objects -----------------------------------------------------------------------
 
-    def insert_object(self, row: ObjectRow) -> int:
-        with self.tx() as db:
-            cur = db.execute(
-                "INSERT INTO objects (serial, uid, class, key_type, private, label, ckaid, attrs, sealed,"
-                " mkvp) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (row.serial, row.uid, row.klass, row.key_type, int(row.private), row.label, row.ckaid,
-                 row.attrs, row.sealed, row.mkvp))
-            handle = cur.lastrowid
-            db.execute("INSERT INTO changes (serial, handle, op) VALUES (?, ?, 'put')", (row.serial, handle))
-        assert handle is not None
-        return handle
+    @staticmethod
+    def _put_object(db: sqlite3.Connection, r: ObjectRow) -> None:
+        db.execute(f"INSERT OR REPLACE INTO objects ({_OBJECT_COLUMNS}, digest) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                   (r.handle, r.serial, r.uid, r.klass, r.key_type, int(r.private), r.label, r.ckaid, r.attrs,
+                    r.sealed, r.mkvp, row_digest(r)))
 
-    def update_object(self, row: ObjectRow) -> None:
+    def put_object(self, row: ObjectRow, seq: int) -> None:
+        """Insert or replace an object; `row.handle` is chosen by the caller."""
         with self.tx() as db:
-            cur = db.execute(
-                "UPDATE objects SET private = ?, label = ?, ckaid = ?, attrs = ?, sealed = ?, mkvp = ?"
-                " WHERE handle = ?",
-                (int(row.private), row.label, row.ckaid, row.attrs, row.sealed, row.mkvp, row.handle))
-            if cur.rowcount != 1:
-                raise KeyError(row.handle)
-            db.execute("INSERT INTO changes (serial, handle, op) VALUES (?, ?, 'put')",
-                       (row.serial, row.handle))
+            self._put_object(db, row)
+            self._log(db, seq, row.serial, row.handle, "put")
 
-    def delete_object(self, serial: str, handle: int) -> bool:
+    def delete_object(self, serial: str, handle: int, seq: int) -> bool:
         with self.tx() as db:
             gone = db.execute("DELETE FROM objects WHERE handle = ? AND serial = ?",
                               (handle, serial)).rowcount == 1
             if gone:
-                db.execute("INSERT INTO changes (serial, handle, op) VALUES (?, ?, 'delete')",
-                           (serial, handle))
+                self._log(db, seq, serial, handle, "delete")
         return gone
+
+    def _row(self, values: tuple) -> ObjectRow:
+        *fields, digest = values
+        row = ObjectRow(*fields)
+        if self.corrupt:     # fault injection: a unit that answers with damaged data
+            row = ObjectRow(*fields[:8], bytes([row.attrs[0] ^ 0xFF]) + row.attrs[1:], *fields[9:])
+        if row_digest(row) != digest:
+            raise CorruptRow(f"{self.path}: object {row.handle} does not match its digest")
+        return row
 
     def get_object(self, handle: int) -> ObjectRow | None:
         with self._lock:
-            row = self._db.execute(f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE handle = ?",
+            row = self._db.execute(f"SELECT {_OBJECT_COLUMNS}, digest FROM objects WHERE handle = ?",
                                    (handle,)).fetchone()
-        return ObjectRow(*row) if row else None
+        return self._row(row) if row else None
 
     def find(self, serial: str, include_private: bool, klass: int | None = None,
              label: bytes | None = None, ckaid: bytes | None = None,
              key_type: int | None = None) -> list[ObjectRow]:
         """Rows matching the indexed columns given; the caller filters the rest."""
-        sql = f"SELECT {_OBJECT_COLUMNS} FROM objects WHERE serial = ?"
+        sql = f"SELECT {_OBJECT_COLUMNS}, digest FROM objects WHERE serial = ?"
         args: list[object] = [serial]
         for column, value in (("class", klass), ("label", label), ("ckaid", ckaid), ("key_type", key_type)):
             if value is not None:
@@ -256,7 +307,7 @@ class Store:
             sql += " AND private = 0"
         with self._lock:
             rows = self._db.execute(sql + " ORDER BY handle", args).fetchall()
-        return [ObjectRow(*r) for r in rows]
+        return [self._row(r) for r in rows]
 
     def count_objects(self, serial: str | None = None) -> int:
         with self._lock:
@@ -267,3 +318,44 @@ class Store:
     def sealed_under(self, mkvp: str) -> int:
         with self._lock:
             return self._db.execute("SELECT count(*) FROM objects WHERE mkvp = ?", (mkvp,)).fetchone()[0]
+
+    # ---- catch-up between units -----------------------------------------------------------
+
+    def export_since(self, seq: int) -> Bundle:
+        bundle = Bundle(changes=self.changes_since(seq))
+        for _seq, serial, handle, _op in bundle.changes:
+            if handle is None:
+                bundle.tokens[serial] = self.token(serial)
+            elif handle not in bundle.objects:
+                bundle.objects[handle] = self.get_object(handle)
+        return bundle
+
+    def import_bundle(self, bundle: Bundle) -> None:
+        """Apply a peer's changes in one transaction: all of them, or none."""
+        with self.tx() as db:
+            for serial, t in bundle.tokens.items():
+                if t is None:
+                    db.execute("DELETE FROM objects WHERE serial = ?", (serial,))
+                    db.execute("DELETE FROM tokens WHERE serial = ?", (serial,))
+                else:
+                    self._put_token(db, t)
+            for handle, r in bundle.objects.items():
+                if r is None:
+                    db.execute("DELETE FROM objects WHERE handle = ?", (handle,))
+                elif self.token_exists(db, r.serial):
+                    self._put_object(db, r)
+            db.executemany("INSERT INTO changes (seq, serial, handle, op) VALUES (?, ?, ?, ?)", bundle.changes)
+
+    @staticmethod
+    def token_exists(db: sqlite3.Connection, serial: str) -> bool:
+        return db.execute("SELECT 1 FROM tokens WHERE serial = ?", (serial,)).fetchone() is not None
+
+    def content_digest(self) -> str:
+        """One digest of everything the unit holds, to compare units (tests, status)."""
+        h = hashlib.sha256()
+        with self._lock:
+            for row in self._db.execute(f"SELECT {_TOKEN_COLUMNS} FROM tokens ORDER BY serial"):
+                h.update(repr(row).encode())
+            for (digest,) in self._db.execute("SELECT digest FROM objects ORDER BY handle"):
+                h.update(digest)
+        return h.hexdigest()[:16]

@@ -81,7 +81,7 @@ def init(st: State, s: Session, op: Op, mech_type: int, param: Param, key_handle
         return
     key = st.key(s, key_handle)
     check_key(mech, key, kind.usage, kind.classes)
-    st.unit.require_master_key()
+    st.hsm.require_master_key()
     s.ops[op] = ActiveOp(factory(key, param), key)
 
 

@@ -35,7 +35,7 @@ def generate_key(st: State, s: Session, mech_type: int, param: Param, template: 
     mech = lookup(mech_type)
     if mech.generate is None:
         raise P11Error(CKR.MECHANISM_INVALID, f"mechanism 0x{mech_type:x} does not generate keys")
-    st.unit.require_master_key()
+    st.hsm.require_master_key()
     generated = dict(mech.generate(template, param))
     # A secret key, unless the mechanism says otherwise (PARAMETER_GEN mechanisms make
     # CKO_DOMAIN_PARAMETERS objects, Base §4.10).
@@ -58,7 +58,7 @@ def generate_key_pair(st: State, s: Session, mech_type: int, param: Param,
         raise P11Error(CKR.MECHANISM_INVALID, f"mechanism 0x{mech_type:x} does not generate key pairs")
     _implied(pub_t, CKA.CLASS, CKO.PUBLIC_KEY)
     _implied(priv_t, CKA.CLASS, CKO.PRIVATE_KEY)
-    st.unit.require_master_key()
+    st.hsm.require_master_key()
     # Check the templates before the (slow) generation; the key type is the mechanism's.
     kt = mech.key_types[0] if mech.key_types else pub_t.get(CKA.KEY_TYPE)
     is_so = _is_so(st, s)
@@ -111,7 +111,7 @@ def wrap_key(st: State, s: Session, mech_type: int, param: Param, wrapping: int,
     wkey = st.key(s, wrapping, CKR.WRAPPING_KEY_HANDLE_INVALID)
     key = st.key(s, handle)
     check_key(mech, wkey, CKA.WRAP, (CKO.SECRET_KEY, CKO.PUBLIC_KEY), CKR.WRAPPING_KEY_TYPE_INCONSISTENT)
-    st.unit.require_master_key()
+    st.hsm.require_master_key()
     require(key.attrs.get(CKA.EXTRACTABLE, False), CKR.KEY_UNEXTRACTABLE, "the key has CKA_EXTRACTABLE false")
     if key.attrs.get(CKA.WRAP_WITH_TRUSTED) and not wkey.attrs.get(CKA.TRUSTED):
         raise P11Error(CKR.KEY_NOT_WRAPPABLE, "CKA_WRAP_WITH_TRUSTED needs a CKA_TRUSTED wrapping key")
@@ -144,7 +144,7 @@ def unwrap_key(st: State, s: Session, mech_type: int, param: Param, unwrapping: 
     require(klass in (CKO.SECRET_KEY, CKO.PRIVATE_KEY), CKR.TEMPLATE_INCONSISTENT,
             "only secret and private keys can be unwrapped")
     attrs = schema.new_object(How.UNWRAP, klass, kt, template, _is_so(st, s))
-    st.unit.require_master_key()
+    st.hsm.require_master_key()
     try:
         plain = mech.decrypt(ukey, param).oneshot(wrapped)
     except P11Error as exc:
@@ -196,7 +196,7 @@ def derive_key(st: State, s: Session, mech_type: int, param: Param, base: int,
     _implied(template, CKA.CLASS, CKO.SECRET_KEY)
     kt = template.get(CKA.KEY_TYPE, CKK.GENERIC_SECRET)
     attrs = schema.new_object(How.DERIVE, CKO.SECRET_KEY, kt, template, _is_so(st, s))
-    st.unit.require_master_key()
+    st.hsm.require_master_key()
     secret = mech.derive(base_key, param, template)
     length = template.get(CKA.VALUE_LEN, key_type_spec(kt).value_len) or len(secret)
     require(length <= len(secret), CKR.TEMPLATE_INCONSISTENT,

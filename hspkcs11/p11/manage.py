@@ -41,13 +41,13 @@ def store_new(st: State, s: Session, attrs: dict[int, Any]) -> int:
         require(st.user_logged_in(s), CKR.USER_NOT_LOGGED_IN, "private objects need the user logged in")
     public, secrets = split(attrs)
     if secrets or attrs[CKA.CLASS] in (CKO.SECRET_KEY, CKO.PRIVATE_KEY):
-        st.unit.require_master_key()
+        st.hsm.require_master_key()
     if not is_token:
         handle = st.new_object_handle()
         st.session_objects[handle] = P11Object(handle, s.serial, public, session=s.handle, secrets=secrets)
         return handle
     obj = P11Object(0, s.serial, public, secrets=secrets)
-    obj.handle = st.store.insert_object(to_row(obj, st.unit))
+    obj.handle = st.store.insert_object(to_row(obj, st.hsm))
     st.mark_own_write()
     st.cache[obj.handle] = obj
     return obj.handle
@@ -115,7 +115,7 @@ def set_attributes(st: State, s: Session, handle: int, template: dict[int, Any])
     schema.check_change(attrs, template, st.logins.get(s.serial) == CKU.SO)
     obj.replace_attrs({**attrs, **template})
     if obj.is_token:
-        st.store.update_object(to_row(obj, st.unit))
+        st.store.update_object(to_row(obj, st.hsm))
         st.mark_own_write()
 
 
@@ -134,7 +134,7 @@ def find_init(st: State, s: Session, template: dict[int, Any] | None) -> None:
             for row in st.store.find(s.serial, private_ok, **index):
                 obj = st.cache.get(row.handle)
                 if obj is None:
-                    obj = st.cache[row.handle] = from_row(row, st.unit)
+                    obj = st.cache[row.handle] = from_row(row, st.hsm)
                 if matches(obj, template):
                     found.append(row.handle)
         if not template.get(CKA.TOKEN, False):

@@ -7,16 +7,24 @@ The `cryptography` key object is built once per object and kept (DESIGN "Cost pe
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Protocol
 
 from ..consts import CKA, CKR
 from ..errors import P11Error
 from ..hsm.store import ObjectRow
-from ..hsm.unit import UID_LEN, CryptoUnit
+from ..hsm.unit import UID_LEN
 from ..mechanisms.registry import KEY_TYPES
 from . import codec, schema
 
 SESSION_HANDLE_BASE = 0x40000000   # session objects; token objects use the store's handles
+
+
+class Sealer(Protocol):
+    """Who seals secret attributes under the master key (the region's units)."""
+
+    def seal(self, uid: bytes, payload: bytes) -> tuple[bytes, str]: ...
+
+    def unseal(self, uid: bytes, blob: bytes) -> bytes: ...
 
 
 class P11Object:
@@ -27,7 +35,7 @@ class P11Object:
 
     def __init__(self, handle: int, serial: str, attrs: dict[int, Any], *, session: int | None = None,
                  uid: bytes | None = None, secrets: dict[int, Any] | None = None,
-                 sealed: bytes | None = None, unit: CryptoUnit | None = None, mkvp: str | None = None):
+                 sealed: bytes | None = None, unit: Sealer | None = None, mkvp: str | None = None):
         self.handle, self.serial, self.session = handle, serial, session
         self.uid = uid or os.urandom(UID_LEN)
         self.attrs = attrs
@@ -99,7 +107,7 @@ def split(attrs: dict[int, Any]) -> tuple[dict[int, Any], dict[int, Any]]:
 
 # ---- store rows ------------------------------------------------------------------------
 
-def to_row(obj: P11Object, unit: CryptoUnit) -> ObjectRow:
+def to_row(obj: P11Object, unit: Sealer) -> ObjectRow:
     """Seal the secrets and produce the store row (the store never sees a key byte)."""
     secrets = obj.secrets()
     sealed, mkvp = (None, None)
@@ -112,7 +120,7 @@ def to_row(obj: P11Object, unit: CryptoUnit) -> ObjectRow:
                      codec.pack_attrs(sorted(a.items())), sealed, mkvp)
 
 
-def from_row(row: ObjectRow, unit: CryptoUnit) -> P11Object:
+def from_row(row: ObjectRow, unit: Sealer) -> P11Object:
     return P11Object(row.handle, row.serial, codec.unpack_attrs(row.attrs), uid=row.uid,
                      sealed=row.sealed, unit=unit, mkvp=row.mkvp)
 

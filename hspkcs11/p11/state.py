@@ -14,7 +14,7 @@ from typing import Any
 from ..config import Config
 from ..consts import CKO, CKR, CKS, CKU
 from ..errors import P11Error
-from ..hsm.region import Region
+from ..hsm.replica import RegionService
 from ..hsm.store import TokenRow
 from .objects import SESSION_HANDLE_BASE, P11Object, from_row
 
@@ -41,9 +41,8 @@ class Session:
 class State:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.region = Region(config)
-        self.unit = self.region.serving_unit()
-        self.store = self.unit.store
+        self.hsm = RegionService(config)
+        self.store = self.hsm.store
         self.lock = threading.RLock()
         self.sessions: dict[int, Session] = {}
         self.logins: dict[str, int] = {}                 # token serial -> CKU.SO / CKU.USER
@@ -155,7 +154,7 @@ class State:
                 row = self.store.get_object(handle) if handle < SESSION_HANDLE_BASE else None
                 if row is None:
                     raise P11Error(rv, f"no object {handle}")
-                obj = self.cache[handle] = from_row(row, self.unit)
+                obj = self.cache[handle] = from_row(row, self.hsm)
         if obj.serial != s.serial:
             raise P11Error(rv, f"object {handle} is on another token")
         if obj.private and not self.user_logged_in(s):

@@ -36,7 +36,7 @@ def slot_description(st: State, slot_id: int) -> tuple[str, int]:
     """Slot description and whether a token is present. Every slot holds a token; the
     free slot's token is uninitialized (as SoftHSM2)."""
     st.slot(slot_id)
-    return f"{st.unit.name} slot {slot_id}", 1
+    return f"{st.hsm.name} slot {slot_id}", 1
 
 
 def token_flags(st: State, t: TokenRow | None) -> int:
@@ -98,6 +98,8 @@ def init_token(st: State, slot_id: int, so_pin: bytes, label: bytes) -> None:
         st.store.wipe_token(t.serial)
         st.store.put_token(replace(t, label=label, user_pin=None, user_failures=0, so_failures=0))
         st.cache.clear()
+    st.hsm.record("token-init", slot=slot_id, label=label.decode(errors="replace").rstrip(),
+                  reinit=t is not None)
     st.invalidate_tokens()
     st.mark_own_write()
 

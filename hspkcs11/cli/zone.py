@@ -1,0 +1,116 @@
+"""`hspkcs11-util zone ...`: take zones down and up, inject finer faults (runbook drills)."""
+from __future__ import annotations
+
+import click
+
+from ..hsm.faults import OPERATIONS
+from ..hsm.replica import RegionService
+from .common import Failure, config, pass_ctx
+
+
+def _service(ctx: click.Context, zone: str | None = None) -> RegionService:
+    svc = RegionService(config(ctx))
+    if zone is not None and zone not in svc.config.zones:
+        raise Failure(f"no zone {zone!r} in region {svc.name}; its zones are {', '.join(svc.config.zones)}")
+    return svc
+
+
+def _ops(value: str) -> tuple[str, ...]:
+    ops = tuple(o.strip() for o in value.split(",") if o.strip())
+    bad = [o for o in ops if o not in OPERATIONS]
+    if bad:
+        raise click.BadParameter(f"unknown operation(s) {', '.join(bad)}; choose from {', '.join(OPERATIONS)}")
+    return ops
+
+
+@click.group("zone")
+def zone() -> None:
+    """Zone health and fault injection, seen by every process that uses the region."""
+
+
+@zone.command("list")
+@pass_ctx
+def list_zones(ctx: click.Context) -> None:
+    """List the zones with their health."""
+    svc = _service(ctx)
+    faults = svc.faults.read()
+    for unit in svc.units:
+        health = faults[unit.zone].describe() if unit.zone in faults else "healthy"
+        refusal = svc.refusal(unit)
+        click.echo(f"{unit.zone}: {health}{'; refused: ' + refusal if refusal else ''}")
+
+
+@zone.command("down")
+@click.argument("name")
+@pass_ctx
+def down(ctx: click.Context, name: str) -> None:
+    """Take ZONE's crypto unit away from every client (a zone outage).
+
+    \b
+    Example:
+      hspkcs11-util zone down us-south-2
+    """
+    svc = _service(ctx, name)
+    svc.faults.set(name, down=True)
+    svc.record("zone-down", zone=name)
+    click.echo(f"zone {name} is down; clients fail over to the other zones")
+
+
+@zone.command("up")
+@click.argument("name")
+@pass_ctx
+def up(ctx: click.Context, name: str) -> None:
+    """Bring ZONE back: its unit catches up from a peer, then serves again."""
+    svc = _service(ctx, name)
+    svc.faults.clear(name)
+    with svc.write_lock():
+        def report(zone: str, n: int) -> None:
+            click.echo(f"zone {zone}: caught up {n} change(s)")
+        svc.catch_up(progress=report)
+    svc.record("zone-up", zone=name)
+    click.echo(f"zone {name} is up and serving")
+
+
+@zone.command("fault")
+@click.argument("name")
+@click.option("--delay-ms", type=click.IntRange(0, 60000), default=None, help="Delay each operation by N ms.")
+@click.option("--delay-ops", default=None, help=f"Operations to delay (default: all of {','.join(OPERATIONS)}).")
+@click.option("--error-ops", default=None, help=f"Operations that fail ({','.join(OPERATIONS)}).")
+@click.option("--corrupt/--no-corrupt", default=None, help="Answer reads with corrupted rows.")
+@pass_ctx
+def fault(ctx: click.Context, name: str, delay_ms: int | None, delay_ops: str | None, error_ops: str | None,
+          corrupt: bool | None) -> None:
+    """Inject a finer fault into ZONE's unit (a slow unit, failing operations, bad data).
+
+    \b
+    Example:
+      hspkcs11-util zone fault us-south-1 --delay-ms 200 --delay-ops read
+      hspkcs11-util zone fault us-south-3 --error-ops write
+    """
+    changes: dict[str, object] = {}
+    if delay_ms is not None:
+        changes["delay_ms"] = delay_ms
+    if delay_ops is not None:
+        changes["delay_ops"] = _ops(delay_ops)
+    if error_ops is not None:
+        changes["error_ops"] = _ops(error_ops)
+    if corrupt is not None:
+        changes["corrupt"] = corrupt
+    if not changes:
+        raise Failure("give at least one of --delay-ms, --delay-ops, --error-ops, --corrupt")
+    svc = _service(ctx, name)
+    now = svc.faults.set(name, **changes)
+    svc.record("zone-fault", zone=name, fault=now.describe())
+    click.echo(f"zone {name}: {now.describe()}")
+
+
+@zone.command("clear")
+@click.argument("name")
+@pass_ctx
+def clear(ctx: click.Context, name: str) -> None:
+    """Remove every fault of ZONE (same as `zone up`)."""
+    ctx.invoke(up, name=name)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(zone)

@@ -1,0 +1,343 @@
+"""The region as one highly available service: replication and failover across units.
+
+Writes go to every healthy unit before the call returns, each in one transaction, in
+an order fixed by a region-wide lock (`flock` on a file under the region): the writer
+takes the next region sequence number, first brings any healthy unit that missed
+writes up to date from a peer, then applies the change everywhere. Reads go to the
+first healthy unit that holds every change. A unit is healthy when its zone is not
+down, it answers, and its current master key is the region's (DESIGN "Zone
+replication"). Nothing of one process's memory is needed by another: health, faults,
+registers and positions all live on disk.
+"""
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import sqlite3
+import time
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any, Callable, Iterator, TypeVar
+
+from ..config import Config
+from ..consts import CKR
+from ..errors import P11Error
+from . import audit
+from .faults import FaultFile, ZoneFaults
+from .files import EPOCH, epoch
+from .store import CorruptRow, ObjectRow, TokenRow
+from .unit import CryptoUnit
+
+log = logging.getLogger("hspkcs11")
+T = TypeVar("T")
+
+
+class UnitFault(Exception):
+    """An injected error on one unit's operation."""
+
+
+# What makes a unit fail an operation (and the caller move to the next unit).
+UNIT_FAILURES = (sqlite3.Error, CorruptRow, UnitFault, OSError)
+
+
+class RegionService:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.name = config.region
+        self.faults = FaultFile(config.region_dir)
+        self.units: list[CryptoUnit] = []
+        for zone in config.zones:
+            if (config.unit_dir(zone) / "unit.db").exists():
+                self.units.append(CryptoUnit(config.unit_dir(zone), config.region, zone))
+        if not self.units:
+            raise P11Error(CKR.GENERAL_ERROR,
+                           f"region {config.region} has no crypto units under {config.region_dir}: "
+                           "run `hspkcs11-util region init`")
+        self.store = ReplicatedStore(self)
+        self._lock_fd: int | None = None
+        self._refused: dict[str, str] = {}
+        self._health: tuple[tuple[int, int], list[CryptoUnit]] | None = None
+        self._fault_view: dict[str, ZoneFaults] = {}
+        self._key_ok = False
+        self._epoch_file = str(config.region_dir / EPOCH)
+
+    def close(self) -> None:
+        for unit in self.units:
+            unit.store.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    # ---- health --------------------------------------------------------------------------
+
+    def reference_mkvp(self, units: list[CryptoUnit]) -> str | None:
+        """The region's master key: the current MKVP most units hold (zone order breaks ties)."""
+        mkvps = [u.registers.read().current_mkvp for u in units]
+        if not mkvps:
+            return None
+        counts = Counter(mkvps)
+        return max(mkvps, key=lambda m: (counts[m], -mkvps.index(m)))
+
+    def healthy(self) -> list[CryptoUnit]:
+        """Units that may serve, in zone order; recomputed only when the region's
+        administrative state changed (one stat of the epoch file per call)."""
+        stamp = epoch(self._epoch_file)
+        if self._health is not None and self._health[0] == stamp:
+            return self._health[1]
+        serving = self._compute_health()
+        self._health = (stamp, serving)
+        return serving
+
+    def _compute_health(self) -> list[CryptoUnit]:
+        faults = self._fault_view = self.faults.read()
+        up = [u for u in self.units if not faults.get(u.zone, _NO_FAULT).down]
+        for u in up:
+            u.store.corrupt = faults.get(u.zone, _NO_FAULT).corrupt
+        reference = self.reference_mkvp(up)
+        serving = []
+        for u in up:
+            mkvp = u.registers.read().current_mkvp
+            if mkvp == reference:
+                self._refused.pop(u.zone, None)
+                serving.append(u)
+            elif self._refused.get(u.zone) != mkvp:
+                self._refused[u.zone] = mkvp or "empty"
+                log.warning("unit %s refused: its master key %s differs from the region's %s; load the "
+                            "region's key parts into it (`hspkcs11-util masterkey load`)",
+                            u.name, mkvp or "(none)", reference or "(none)")
+        self._key_ok = bool(serving) and serving[0].registers.read().current_key is not None
+        return serving
+
+    def refusal(self, unit: CryptoUnit) -> str | None:
+        """Why a unit that is up does not serve, if it does not."""
+        faults = self.faults.read()
+        up = [u for u in self.units if not faults.get(u.zone, _NO_FAULT).down]
+        reference, mine = self.reference_mkvp(up), unit.registers.read().current_mkvp
+        if unit in up and mine != reference:
+            return f"master key {mine or '(none)'} differs from the region's {reference or '(none)'}"
+        return None
+
+    def inject(self, unit: CryptoUnit, op: str) -> None:
+        """Apply the faults configured for this unit and operation (fault injection)."""
+        self.healthy()                      # refreshes the fault view when the epoch moved
+        f = self._fault_view.get(unit.zone, _NO_FAULT)
+        if f.healthy:
+            return
+        if f.down:
+            raise UnitFault(f"zone {unit.zone} is down")
+        if f.delay_ms and (not f.delay_ops or op in f.delay_ops):
+            time.sleep(f.delay_ms / 1000)
+        if op in f.error_ops:
+            raise UnitFault(f"injected error on {op} in zone {unit.zone}")
+
+    def _none_left(self, what: str, errors: list[str]) -> P11Error:
+        why = "; ".join(errors) if errors else "every zone is down or refused"
+        return P11Error(CKR.DEVICE_ERROR, f"region {self.name}: no crypto unit can {what} ({why})")
+
+    def each(self, op: str, what: str, fn: Callable[[CryptoUnit], T], units: list[CryptoUnit] | None = None) -> T:
+        """Run `fn` on the first unit that succeeds: failover in one place."""
+        errors = []
+        for unit in self.healthy() if units is None else units:
+            try:
+                self.inject(unit, op)
+                return fn(unit)
+            except UNIT_FAILURES as exc:
+                errors.append(f"{unit.zone}: {exc}")
+                log.warning("unit %s failed to %s (%s); failing over", unit.name, what, exc)
+        raise self._none_left(what, errors)
+
+    # ---- catch-up and the write lock --------------------------------------------------------
+
+    @contextmanager
+    def write_lock(self) -> Iterator[None]:
+        if self._lock_fd is None:
+            self._lock_fd = os.open(self.config.region_dir / ".write.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def positions(self, units: list[CryptoUnit]) -> dict[str, int]:
+        out = {}
+        for u in units:
+            try:
+                out[u.zone] = u.store.position()
+            except UNIT_FAILURES:
+                continue
+        return out
+
+    def _head_path(self) -> str:
+        return str(self.config.region_dir / "head")
+
+    def head(self) -> int:
+        """The region's newest change, recorded by every writer: a unit that was away
+        cannot tell by itself what it missed."""
+        try:
+            with open(self._head_path(), "rb") as f:
+                return int.from_bytes(f.read(8), "big")
+        except (FileNotFoundError, ValueError):
+            return 0
+
+    def set_head(self, seq: int) -> None:
+        fd = os.open(self._head_path(), os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            os.pwrite(fd, seq.to_bytes(8, "big"), 0)
+        finally:
+            os.close(fd)
+
+    def catch_up(self, progress: Callable[[str, int], None] | None = None) -> tuple[list[CryptoUnit], int]:
+        """Bring every healthy unit to the newest position (caller holds the write lock).
+        Returns the units that hold everything, and that position. If no healthy unit
+        holds the newest changes, nothing may serve: stale data is never answered."""
+        units = self.healthy()
+        pos = self.positions(units)
+        if not pos:
+            raise self._none_left("serve", [])
+        head = max(pos.values())
+        if head < self.head():
+            raise self._none_left("serve", [f"the units holding changes up to {self.head()} are down; "
+                                             f"the others stop at {head}"])
+        source = next(u for u in units if pos.get(u.zone) == head)
+        current = [source]
+        for unit in units:
+            if unit is source or unit.zone not in pos:
+                continue
+            if pos[unit.zone] < head:
+                try:
+                    self.inject(unit, "write")
+                    bundle = source.store.export_since(pos[unit.zone])
+                    unit.store.import_bundle(bundle)
+                except UNIT_FAILURES as exc:
+                    log.warning("unit %s could not catch up from %s: %s", unit.name, source.name, exc)
+                    continue
+                log.info("unit %s caught up %d changes from %s", unit.name, len(bundle.changes), source.name)
+                if progress:
+                    progress(unit.zone, len(bundle.changes))
+            current.append(unit)
+        return sorted(current, key=self.units.index), head
+
+    def readers(self) -> list[CryptoUnit]:
+        """Healthy units that hold every change; one that lags is caught up first."""
+        units = self.healthy()
+        pos = self.positions(units)
+        if pos and (len(set(pos.values())) > 1 or max(pos.values()) < self.head()):
+            with self.write_lock():
+                units, _ = self.catch_up()
+            return units
+        return [u for u in units if u.zone in pos]
+
+    # ---- sealing (every unit holds the same master key) -------------------------------------
+
+    def require_master_key(self) -> None:
+        """Key use needs a serving unit with a current master key. Answered from the
+        health view (registers changes move the epoch), so it costs one stat."""
+        units = self.healthy()
+        if not units:
+            raise self._none_left("use keys", [])
+        if not self._key_ok:
+            units[0].current()          # raises the error that names the command to run
+
+    def seal(self, uid: bytes, payload: bytes) -> tuple[bytes, str]:
+        return self.each("seal", "seal a key", lambda u: u.seal(uid, payload))
+
+    def unseal(self, uid: bytes, blob: bytes) -> bytes:
+        return self.each("seal", "unseal a key", lambda u: u.unseal(uid, blob))
+
+    def record(self, event: str, **detail: Any) -> None:
+        audit.record(self.config.region_dir, event, region=self.name, **detail)
+
+
+class ReplicatedStore:
+    """The `Store` interface, served by the region: reads fail over, writes replicate."""
+
+    def __init__(self, service: RegionService) -> None:
+        self.s = service
+        self._reader_zone: str | None = None
+
+    def close(self) -> None:
+        self.s.close()
+
+    def _read(self, what: str, fn: Callable[[Any], T]) -> T:
+        def on(unit: CryptoUnit) -> T:
+            self._reader_zone = unit.zone
+            return fn(unit.store)
+        return self.s.each("read", what, on, self.s.readers())
+
+    def _write(self, what: str, fn: Callable[[Any, int], None]) -> int:
+        errors = []
+        with self.s.write_lock():
+            units, head = self.s.catch_up()
+            seq = head + 1
+            done = 0
+            for unit in units:
+                try:
+                    self.s.inject(unit, "write")
+                    fn(unit.store, seq)
+                    done += 1
+                except UNIT_FAILURES as exc:
+                    errors.append(f"{unit.zone}: {exc}")
+                    log.warning("unit %s missed a write (%s); it catches up when it can", unit.name, exc)
+            if not done:
+                raise self.s._none_left(what, errors)
+            self.s.set_head(seq)
+        return seq
+
+    # reads
+    def data_version(self) -> tuple[str | None, int]:
+        return self._read("read", lambda st: (self._reader_zone, st.data_version()))
+
+    def last_change(self) -> int:
+        return self._read("read", lambda st: st.position())
+
+    def changes_since(self, seq: int) -> list[tuple[int, str, int | None, str]]:
+        return self._read("read", lambda st: st.changes_since(seq))
+
+    def tokens(self) -> list[TokenRow]:
+        return self._read("read tokens", lambda st: st.tokens())
+
+    def token(self, serial: str) -> TokenRow | None:
+        return self._read("read a token", lambda st: st.token(serial))
+
+    def get_object(self, handle: int) -> ObjectRow | None:
+        return self._read("read an object", lambda st: st.get_object(handle))
+
+    def find(self, serial: str, include_private: bool, **index: Any) -> list[ObjectRow]:
+        return self._read("find objects", lambda st: st.find(serial, include_private, **index))
+
+    def count_objects(self, serial: str | None = None) -> int:
+        return self._read("count objects", lambda st: st.count_objects(serial))
+
+    def sealed_under(self, mkvp: str) -> int:
+        return self._read("count keys", lambda st: st.sealed_under(mkvp))
+
+    # writes
+    def put_token(self, t: TokenRow) -> None:
+        self._write("write a token", lambda st, seq: st.put_token(t, seq))
+
+    def set_failures(self, serial: str, so: int | None = None, user: int | None = None) -> None:
+        self._write("count a PIN failure", lambda st, seq: st.set_failures(serial, seq, so=so, user=user))
+
+    def wipe_token(self, serial: str) -> None:
+        self._write("wipe a token", lambda st, seq: st.wipe_token(serial, seq))
+
+    def delete_token(self, serial: str) -> None:
+        self._write("delete a token", lambda st, seq: st.delete_token(serial, seq))
+
+    def insert_object(self, row: ObjectRow) -> int:
+        """A new object; its handle is the region sequence number of its creation, the
+        same in every unit and never reused."""
+        return self._write("store an object", lambda st, seq: st.put_object(replace(row, handle=seq), seq))
+
+    def update_object(self, row: ObjectRow) -> None:
+        self._write("update an object", lambda st, seq: st.put_object(row, seq))
+
+    def delete_object(self, serial: str, handle: int) -> bool:
+        gone = []
+        self._write("destroy an object", lambda st, seq: gone.append(st.delete_object(serial, handle, seq)))
+        return any(gone)
+
+
+_NO_FAULT = ZoneFaults()
