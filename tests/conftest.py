@@ -134,9 +134,19 @@ def token(module: Module) -> pkcs11.Token:
     return module.init_token()
 
 
-@pytest.fixture
-def session(token: pkcs11.Token) -> Iterator[pkcs11.Session]:
+@pytest.fixture(scope="module")
+def logged_in(token: pkcs11.Token) -> Iterator[pkcs11.Session]:
+    """A session held open for a whole test file. Login belongs to the application and is
+    shared by all its sessions (Base §5.6), so each test's own session needs no PIN
+    check (hspkcs11 hashes PINs with scrypt, ~50 ms a login)."""
     with token.open(user_pin=USER_PIN, rw=True) as s:
+        yield s
+
+
+@pytest.fixture
+def session(token: pkcs11.Token, logged_in: pkcs11.Session) -> Iterator[pkcs11.Session]:
+    """A fresh logged-in R/W session per test."""
+    with token.open(rw=True) as s:
         yield s
 
 

@@ -13,14 +13,14 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
-from pkcs11 import MGF, Attribute as A, KeyType, Mechanism as M, MechanismFlag as MF, Session, Token
+from pkcs11 import MGF, Attribute as A, KeyType, Mechanism as M, MechanismFlag as MF, Session
 from pkcs11.exceptions import (DataLenRange, EncryptedDataInvalid, EncryptedDataLenRange,
                                KeyIndigestible, KeyTypeInconsistent, MechanismParamInvalid,
                                SignatureInvalid, SignatureLenRange)
@@ -28,7 +28,7 @@ from pkcs11.util.ec import encode_named_curve_parameters
 
 from hspkcs11.consts import CKA, CKM, CKR
 
-from conftest import USER_PIN, Module
+from conftest import Module
 from rawp11 import Raw, ffi, template
 
 Differs = Callable[[str, str], None]
@@ -36,19 +36,6 @@ VECTORS = Path(__file__).resolve().parent / "vectors" / "p11"
 ALL = MF.ENCRYPT | MF.DECRYPT | MF.SIGN | MF.VERIFY | MF.WRAP | MF.UNWRAP
 
 
-@pytest.fixture(scope="module")
-def logged_in(token: Token) -> Iterator[Session]:
-    """A session held open for the whole file: it owns the keys made once per module, and
-    its login is shared by every session of the application (Base §5.6), so each test's
-    own session needs no PIN check."""
-    with token.open(user_pin=USER_PIN, rw=True) as s:
-        yield s
-
-
-@pytest.fixture
-def session(token: Token, logged_in: Session) -> Iterator[Session]:
-    with token.open(rw=True) as s:
-        yield s
 
 
 # --- reading public keys back from the token ------------------------------------------------

@@ -15,13 +15,13 @@ import random
 import struct
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable
 
 import pytest
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from pkcs11 import Attribute as A, KeyType, Mechanism as M, ObjectClass, Session, Token
+from pkcs11 import Attribute as A, KeyType, Mechanism as M, ObjectClass, Session
 from pkcs11.exceptions import (AttributeValueInvalid, DataLenRange, EncryptedDataInvalid,
                                EncryptedDataLenRange, KeySizeRange, KeyTypeInconsistent,
                                MechanismParamInvalid, SignatureInvalid, SignatureLenRange)
@@ -29,7 +29,7 @@ from pkcs11.mechanisms import GCMParams
 
 from hspkcs11.consts import CKM, CKR
 
-from conftest import USER_PIN, Module
+from conftest import Module
 from rawp11 import Raw, ffi
 
 try:
@@ -44,19 +44,6 @@ SYM = Path(__file__).resolve().parent / "vectors" / "sym"
 RNG = random.Random(20240611)   # fixed: chunk boundaries are reproducible
 
 
-@pytest.fixture(scope="module")
-def logged_in(token: Token) -> Iterator[Session]:
-    """A session held open for the whole file: its login is shared by every session of the
-    application (Base §5.6), so each test's fresh session needs no PIN check (hspkcs11
-    hashes PINs with scrypt, ~70 ms a login)."""
-    with token.open(user_pin=USER_PIN, rw=True) as s:
-        yield s
-
-
-@pytest.fixture
-def session(token: Token, logged_in: Session) -> Iterator[Session]:
-    with token.open(rw=True) as s:
-        yield s
 
 
 def vectors(name: str) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ import json
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pytest
 from cryptography.hazmat.primitives import hashes, padding as sympad
@@ -50,18 +50,6 @@ Differs = Callable[[str, str], None]
 VECTORS = Path(__file__).resolve().parent / "vectors" / "p11"
 
 
-@pytest.fixture(scope="module")
-def logged_in(token: Token) -> Iterator[Session]:
-    """A session held open for the whole file: it owns the RSA pair made once per module,
-    and its login is shared by every session of the application (Base §5.6)."""
-    with token.open(user_pin=USER_PIN, rw=True) as s:
-        yield s
-
-
-@pytest.fixture
-def session(token: Token, logged_in: Session) -> Iterator[Session]:
-    with token.open(rw=True) as s:
-        yield s
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import importlib
 
-from .registry import KEY_TYPES, MECHANISMS, key_type, lookup  # noqa: F401
+from .registry import KEY_TYPES, MECHANISMS, key_type, lookup
+
+__all__ = ["KEY_TYPES", "MECHANISMS", "key_type", "lookup"]
 
 # One module per family; each registers itself on import (kryoptic-style).
 FAMILIES = ("digest", "hmac", "generic", "aes", "des3", "wrap", "rsa", "ec", "eddsa", "dh")

@@ -7,7 +7,7 @@ layer branches on a CKM_* or CKK_* value: it asks the registry.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import IntFlag
 from typing import Any, Callable, Mapping, Protocol
 
