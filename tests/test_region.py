@@ -3,6 +3,7 @@ fault injection, master keys across units, status."""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -195,7 +196,6 @@ def test_zone_commands_check_their_arguments(region: Path) -> None:
 
 def test_two_writers_while_a_zone_flaps_lose_nothing_and_units_converge(region: Path) -> None:
     import random
-    import subprocess
     import sys
     import time
 
@@ -237,7 +237,6 @@ print("done")
 
 def test_a_unit_copied_by_hand_into_another_region_is_refused(tmp_path: Path) -> None:
     import shutil
-    import subprocess
     import sys
 
     from regionkit import env
@@ -266,3 +265,36 @@ def test_audit_command_lists_the_events(region: Path) -> None:
     assert "zone-down" in text and "zone-up" in text and "token-init" in text
     events = [json.loads(line)["event"] for line in cli(region, "audit", "--json").stdout.splitlines()]
     assert events[-2:] == ["zone-down", "zone-up"]
+
+
+def test_a_c_client_signs_across_a_zone_outage_and_sees_the_device_error(region: Path, tmp_path: Path) -> None:
+    """The same story through a C host (OpenSC pkcs11-tool, which dlopens the module)."""
+    import hspkcs11
+    from conftest import which
+    from regionkit import env
+
+    message = tmp_path / "message"
+    message.write_bytes(b"signed by a C client\n")
+
+    def tool(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([which("pkcs11-tool"), "--module", str(hspkcs11.module_path()), "--token-label", "app",
+                               "--login", "--pin", "1234", *args], env=env(region), capture_output=True, text=True)
+
+    made = tool("--keypairgen", "--key-type", "EC:prime256v1", "--label", "c-signer", "--id", "01")
+    assert made.returncode == 0, made.stderr
+
+    def sign() -> subprocess.CompletedProcess[str]:
+        return tool("--sign", "--mechanism", "ECDSA-SHA256", "--id", "01", "--input-file", str(message),
+                    "--output-file", str(tmp_path / "sig"))
+
+    assert sign().returncode == 0
+    cli(region, "zone", "down", "us-south-1")
+    cli(region, "zone", "down", "us-south-2")
+    during = sign()
+    assert during.returncode == 0, during.stderr
+    assert len((tmp_path / "sig").read_bytes()) == 64
+    cli(region, "zone", "down", "us-south-3")
+    refused = sign()
+    assert refused.returncode != 0 and "CKR_DEVICE_ERROR" in refused.stderr + refused.stdout
+    cli(region, "zone", "up", "us-south-2")
+    assert sign().returncode == 0
