@@ -13,7 +13,7 @@ import click
 from .. import module_path
 from .common import Failure, pass_ctx
 
-COMMAND_MODULES = ("region", "masterkey", "zone", "status", "audit", "tokens", "demo")
+COMMAND_MODULES = ("region", "masterkey", "zone", "status", "audit", "tokens", "demo", "backup", "restore")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 from ..hsm import masterkey as mk
+from ..hsm import rotation
 from ..hsm.replica import RegionService
 from ..hsm.unit import CryptoUnit
 from .common import Failure, config, pass_ctx, secret
@@ -67,6 +68,10 @@ def load(ctx: click.Context, files: tuple[Path, ...], password: tuple[str, ...])
         parts.append(mk.part_read(f, secret(given, ENV, f"Password for {f}")))
     key = mk.combine(parts)
     svc, units = _units(ctx)
+    from ..hsm.backup import check_restored_key   # a restored region takes only the backup's key
+    checked = check_restored_key(svc, key)
+    if checked:
+        click.echo(checked)
     for unit in units:
         regs = unit.registers.read()
         if mk.mkvp(key) in (regs.new_mkvp, regs.current_mkvp):
@@ -113,6 +118,31 @@ def activate(ctx: click.Context) -> None:
         regs = unit.registers.activate()
         svc.record("masterkey-activate", zone=unit.zone, mkvp=regs.current_mkvp)
         click.echo(f"unit {unit.name}: current master key {regs.current_mkvp} (valid)")
+
+
+@masterkey.command("rotate")
+@click.option("--batch", type=click.IntRange(1), default=5000, show_default=True, help="Blobs per batch.")
+@pass_ctx
+def rotate_cmd(ctx: click.Context, batch: int) -> None:
+    """Re-wrap every key from the current master key to the committed new one, then make
+    the new key current. Applications keep working. Safe to interrupt and run again.
+
+    \b
+    Example:
+      hspkcs11-util masterkey load new1.json new2.json && hspkcs11-util masterkey commit
+      hspkcs11-util masterkey rotate
+    """
+    svc = RegionService(config(ctx))
+    p = rotation.plan(svc)
+    if p is None:
+        raise Failure("nothing to rotate: load and commit a new master key first "
+                      "(`masterkey load PART PART`, `masterkey commit`)")
+    total = rotation.remaining(svc, p.old_mkvp)
+    click.echo(f"rotating {total} key blob(s) from {p.old_mkvp} to {p.new_mkvp}")
+    with click.progressbar(length=total, label="re-wrapping", show_pos=True) as bar:
+        done = rotation.rotate(svc, progress=bar.update, batch=batch)
+    assert done is not None
+    click.echo(f"current master key is now {done.new_mkvp} in every unit; the old key is cleared")
 
 
 @masterkey.command("clear-new")

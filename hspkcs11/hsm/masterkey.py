@@ -121,6 +121,7 @@ class Registers:
     current_state: CurrentState = CurrentState.EMPTY
     current_mkvp: str | None = None
     current_key: bytes | None = None
+    rotating: bool = False       # a re-wrap from current to new is under way: seal under new
 
 
 class RegisterFile:
@@ -168,7 +169,7 @@ class RegisterFile:
 
             regs = Registers(NewState(doc["new_state"]), doc.get("new_mkvp"), unwrap("new_key"),
                              CurrentState(doc["current_state"]), doc.get("current_mkvp"),
-                             unwrap("current_key"))
+                             unwrap("current_key"), bool(doc.get("rotating", False)))
         self._cache = (stamp, regs)
         return regs
 
@@ -180,7 +181,7 @@ class RegisterFile:
 
         doc = {"new_state": regs.new_state.value, "new_mkvp": regs.new_mkvp, "new_key": wrap(regs.new_key),
                "current_state": regs.current_state.value, "current_mkvp": regs.current_mkvp,
-               "current_key": wrap(regs.current_key)}
+               "current_key": wrap(regs.current_key), "rotating": regs.rotating}
         write_private(self.path, json.dumps(doc, indent=1).encode())
         bump_epoch(self.path.parent.parent)      # the unit's region directory
         self._cache = None
@@ -216,7 +217,32 @@ class RegisterFile:
         self.write(regs)
         return regs
 
+    def start_rotation(self) -> Registers:
+        """From now on new blobs are sealed under the new key; the re-wrap moves the rest."""
+        regs = self.read()
+        if regs.current_state is not CurrentState.VALID:
+            raise MasterKeyError("there is no current master key to rotate from; use `masterkey activate`")
+        if regs.new_state is not NewState.COMMITTED:
+            raise MasterKeyError(f"the new-master-key register is {regs.new_state.value}; load the new key's "
+                                 "parts (`masterkey load`) and `masterkey commit` before rotating")
+        if not regs.rotating:
+            regs = replace(regs, rotating=True)
+            self.write(regs)
+        return regs
+
+    def finish_rotation(self) -> Registers:
+        """The new key becomes current and the old one is cleared (every blob re-wrapped)."""
+        regs = self.read()
+        if not regs.rotating or regs.new_key is None:
+            raise MasterKeyError("no rotation is under way")
+        regs = Registers(current_state=CurrentState.VALID, current_mkvp=regs.new_mkvp, current_key=regs.new_key)
+        self.write(regs)
+        return regs
+
     def clear_new(self) -> Registers:
+        if self.read().rotating:
+            raise MasterKeyError("a rotation to the new master key is under way; finish it with "
+                                 "`hspkcs11-util masterkey rotate`")
         regs = replace(self.read(), new_state=NewState.EMPTY, new_mkvp=None, new_key=None)
         self.write(regs)
         return regs

@@ -12,9 +12,11 @@ class Region:
         self.config = config
 
     def init(self) -> list[CryptoUnit]:
-        """Create (or open) the unit of every configured zone."""
+        """Create (or open) the unit of every configured zone. A unit added to a region
+        restored from a backup takes its peers' `origin`, so it opens their blobs."""
         private_dir(self.config.region_dir)
-        return [CryptoUnit(self.config.unit_dir(z), self.config.region, z, create=True)
+        origin = next((u.store.origin for u in self.units()), None)
+        return [CryptoUnit(self.config.unit_dir(z), self.config.region, z, create=True, origin=origin)
                 for z in self.config.zones]
 
     def units(self) -> list[CryptoUnit]:

@@ -38,6 +38,11 @@ class UnitFault(Exception):
     """An injected error on one unit's operation."""
 
 
+class StaleSeal(Exception):
+    """A row sealed under a master key the units no longer hold (a rotation finished
+    between sealing and storing): the caller seals again and retries."""
+
+
 # What makes a unit fail an operation (and the caller move to the next unit).
 UNIT_FAILURES = (sqlite3.Error, CorruptRow, UnitFault, OSError)
 
@@ -266,10 +271,12 @@ class ReplicatedStore:
             return fn(unit.store)
         return self.s.each("read", what, on, self.s.readers())
 
-    def _write(self, what: str, fn: Callable[[Any, int], None]) -> int:
+    def _write(self, what: str, fn: Callable[[Any, int], None], sealed_under: str | None = None) -> int:
         errors = []
         with self.s.write_lock():
             units, head = self.s.catch_up()
+            if sealed_under is not None and any(sealed_under not in u.loaded_mkvps() for u in units):
+                raise StaleSeal(sealed_under)
             seq = head + 1
             done = 0
             for unit in units:
@@ -329,10 +336,11 @@ class ReplicatedStore:
     def insert_object(self, row: ObjectRow) -> int:
         """A new object; its handle is the region sequence number of its creation, the
         same in every unit and never reused."""
-        return self._write("store an object", lambda st, seq: st.put_object(replace(row, handle=seq), seq))
+        return self._write("store an object", lambda st, seq: st.put_object(replace(row, handle=seq), seq),
+                           row.mkvp)
 
     def update_object(self, row: ObjectRow) -> None:
-        self._write("update an object", lambda st, seq: st.put_object(row, seq))
+        self._write("update an object", lambda st, seq: st.put_object(row, seq), row.mkvp)
 
     def delete_object(self, serial: str, handle: int) -> bool:
         gone = []

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
+import struct
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ CREATE TABLE IF NOT EXISTS objects (
 CREATE INDEX IF NOT EXISTS objects_by_id ON objects(serial, ckaid);
 CREATE INDEX IF NOT EXISTS objects_by_label ON objects(serial, label);
 CREATE INDEX IF NOT EXISTS objects_by_class ON objects(serial, class);
+CREATE INDEX IF NOT EXISTS objects_by_mkvp ON objects(mkvp);
 CREATE TABLE IF NOT EXISTS changes (
     seq INTEGER NOT NULL,
     serial TEXT NOT NULL,
@@ -97,27 +99,20 @@ class TokenRow:
 _OBJECT_COLUMNS = "handle, serial, uid, class, key_type, private, label, ckaid, attrs, sealed, mkvp"
 
 
+_DIGEST_HEADER = struct.Struct(">qqqBIIIIII")
+
+
 def row_digest(r: ObjectRow) -> bytes:
-    """A checksum over a row's content (corruption, not tampering: no key involved)."""
-    h = hashlib.sha256()
-    for value in (r.handle, r.serial, r.uid, r.klass, r.key_type, r.private, r.label, r.ckaid, r.attrs,
-                  r.sealed, r.mkvp):
-        h.update(_canonical(value))
-    return h.digest()[:16]
-
-
-def _canonical(value: object) -> bytes:
-    """Length-prefixed bytes of a column value, the same whether it came from the engine
-    (IntEnum, bool) or from SQLite (int)."""
-    if value is None:
-        raw = b"\xff"
-    elif isinstance(value, bytes):
-        raw = b"b" + value
-    elif isinstance(value, int):        # bool and IntEnum included
-        raw = b"i" + str(int(value)).encode()
-    else:
-        raw = b"s" + str(value).encode()
-    return len(raw).to_bytes(4, "big") + raw
+    """A checksum over a row's content (corruption, not tampering: no key involved).
+    One packed header (integers, which columns are NULL, every length) then the bytes:
+    unambiguous, and the same whether values came from the engine or from SQLite."""
+    serial, mkvp = r.serial.encode(), (r.mkvp or "").encode()
+    label, ckaid, sealed = r.label or b"", r.ckaid or b"", r.sealed or b""
+    nulls = ((r.key_type is None) | (r.label is None) << 1 | (r.ckaid is None) << 2
+             | (r.sealed is None) << 3 | (r.mkvp is None) << 4 | bool(r.private) << 5)
+    header = _DIGEST_HEADER.pack(r.handle, r.klass, r.key_type or 0, nulls, len(serial), len(r.uid), len(label),
+                                 len(ckaid), len(r.attrs), len(sealed))
+    return hashlib.sha256(header + serial + r.uid + label + ckaid + r.attrs + sealed + mkvp).digest()[:16]
 
 
 @dataclass
@@ -137,9 +132,11 @@ class Store:
     check then refuses them, exactly as it would refuse real damage.
     """
 
-    def __init__(self, path: Path, region: str, zone: str, create: bool = False) -> None:
+    def __init__(self, path: Path, region: str, zone: str, create: bool = False,
+                 origin: str | None = None) -> None:
         self.path = path
         self.corrupt = False
+        self.origin = region     # the region whose tag the store's sealed blobs carry (meta `origin`)
         if not create and not path.exists():
             raise StoreError(f"no store at {path}")
         old_umask = os.umask(0o077)   # database, WAL and SHM files: owner only
@@ -155,16 +152,20 @@ class Store:
         if create:
             self._db.executescript(SCHEMA)   # idempotent; executescript commits on its own
         with self.tx():
-            self._check_identity(region, zone, create)
+            self._check_identity(region, zone, create, origin)
 
-    def _check_identity(self, region: str, zone: str, create: bool) -> None:
+    def _check_identity(self, region: str, zone: str, create: bool, origin: str | None) -> None:
         meta = dict(self._db.execute("SELECT k, v FROM meta").fetchall()) if self._has_meta() else {}
         if not meta:
             if not create:
                 raise StoreError(f"{self.path} is not an hspkcs11 store")
+            self.origin = origin or region
             self._db.executemany("INSERT INTO meta VALUES (?, ?)",
-                                 [("format", str(FORMAT)), ("region", region), ("zone", zone)])
+                                 [("format", str(FORMAT)), ("region", region), ("zone", zone),
+                                  ("origin", self.origin)])
             return
+        # A restored store keeps the region its blobs were sealed in; older stores have no row.
+        self.origin = meta.get("origin") or region
         if meta.get("region") != region:
             # Region confinement (DESIGN.md): a store never serves another region.
             raise StoreError(f"{self.path} belongs to region {meta.get('region')!r}, not {region!r}; "
@@ -314,6 +315,22 @@ class Store:
             if serial is None:
                 return self._db.execute("SELECT count(*) FROM objects").fetchone()[0]
             return self._db.execute("SELECT count(*) FROM objects WHERE serial = ?", (serial,)).fetchone()[0]
+
+    def rows_sealed_under(self, mkvp: str, limit: int) -> list[ObjectRow]:
+        """Up to `limit` objects whose blob is wrapped under `mkvp` (a rotation's next batch)."""
+        with self._lock:
+            rows = self._db.execute(f"SELECT {_OBJECT_COLUMNS}, digest FROM objects WHERE mkvp = ? "
+                                    "ORDER BY handle LIMIT ?", (mkvp, limit)).fetchall()
+        return [self._row(r) for r in rows]
+
+    def reseal(self, rows: list[ObjectRow], seq: int, digests: list[bytes]) -> None:
+        """Store re-wrapped blobs in one transaction (a rotation batch). Only `sealed`,
+        `mkvp` and `digest` change, so an UPDATE touches one index instead of five."""
+        with self.tx() as db:
+            db.executemany("UPDATE objects SET sealed = ?, mkvp = ?, digest = ? WHERE handle = ?",
+                           [(r.sealed, r.mkvp, d, r.handle) for r, d in zip(rows, digests)])
+            db.executemany("INSERT INTO changes (seq, serial, handle, op) VALUES (?, ?, ?, 'put')",
+                           [(seq, r.serial, r.handle) for r in rows])
 
     def sealed_under(self, mkvp: str) -> int:
         with self._lock:

@@ -4,8 +4,10 @@ sealing of secret attributes under the unit's current master key.
 A sealed blob is  b"HS1" || MKVP (16 bytes) || AES-KWP(master key, uid || region tag || payload)
 (RFC 5649). The uid binds the blob to its object and the region tag (a hash of the
 region name) to its region: a blob moved to another object, or copied by hand into
-another region, fails to open. The MKVP says which master key opens it, so during
-rotation a blob is read under whichever register holds that key.
+another region, fails to open. The tag is that of the store's `origin` region: the
+region itself, or for a region restored from a backup, the backup's source region.
+The MKVP says which master key opens it, so during rotation a blob is read under
+whichever register holds that key.
 """
 from __future__ import annotations
 
@@ -24,18 +26,33 @@ UID_LEN = 16
 TAG_LEN = 8
 
 
+MKVP_LEN = 16
+
+
+def make_blob(mkvp: str, wrapped: bytes) -> bytes:
+    return MAGIC + bytes.fromhex(mkvp) + wrapped
+
+
+def split_blob(blob: bytes) -> tuple[bytes, bytes]:
+    """(raw MKVP, the RFC 5649 wrap) of a sealed blob."""
+    return blob[len(MAGIC):len(MAGIC) + MKVP_LEN], blob[len(MAGIC) + MKVP_LEN:]
+
+
 def region_tag(region: str) -> bytes:
     return hashlib.sha256(b"hspkcs11 region\0" + region.encode()).digest()[:TAG_LEN]
 
 
 class CryptoUnit:
-    def __init__(self, unit_dir: Path, region: str, zone: str, create: bool = False) -> None:
+    def __init__(self, unit_dir: Path, region: str, zone: str, create: bool = False,
+                 origin: str | None = None) -> None:
         self.dir, self.region, self.zone = unit_dir, region, zone
         if create:
             private_dir(unit_dir)
-        self.store = Store(unit_dir / "unit.db", region, zone, create=create)
+        self.store = Store(unit_dir / "unit.db", region, zone, create=create, origin=origin)
         self.registers = RegisterFile(unit_dir)
-        self._tag = region_tag(region)
+        # Blobs carry the tag of the region they were first sealed in (the store's
+        # `origin`): the region itself, or for a restored region the backup's source.
+        self._tag = region_tag(self.store.origin)
 
     @property
     def name(self) -> str:
@@ -64,20 +81,34 @@ class CryptoUnit:
     def require_master_key(self) -> None:
         self.current()
 
-    def seal(self, uid: bytes, payload: bytes) -> tuple[bytes, str]:
+    def sealing_key(self) -> tuple[str, bytes]:
+        """The key new blobs are sealed under: the current one, or the new one while a
+        rotation is under way (so the re-wrap never chases fresh blobs)."""
         mkvp, key = self.current()
-        return MAGIC + bytes.fromhex(mkvp) + kwp_wrap(key, uid + self._tag + payload), mkvp
+        regs = self.registers.read()
+        if regs.rotating and regs.new_key is not None and regs.new_mkvp is not None:
+            return regs.new_mkvp, regs.new_key
+        return mkvp, key
+
+    def loaded_mkvps(self) -> set[str]:
+        regs = self.registers.read()
+        return {m for m in (regs.current_mkvp, regs.new_mkvp) if m}
+
+    def seal(self, uid: bytes, payload: bytes) -> tuple[bytes, str]:
+        mkvp, key = self.sealing_key()
+        return make_blob(mkvp, kwp_wrap(key, uid + self._tag + payload)), mkvp
 
     def unseal(self, uid: bytes, blob: bytes) -> bytes:
-        if blob[:3] != MAGIC:
+        if blob[:len(MAGIC)] != MAGIC:
             raise P11Error(CKR.DEVICE_ERROR, f"unit {self.name}: a sealed blob has an unknown format")
-        key = self._keys().get(blob[3:19])
+        mkvp_raw, body = split_blob(blob)
+        key = self._keys().get(mkvp_raw)
         if key is None:
             raise P11Error(CKR.DEVICE_ERROR,
-                           f"unit {self.name}: key sealed under master key {blob[3:19].hex()}, which is not "
+                           f"unit {self.name}: key sealed under master key {mkvp_raw.hex()}, which is not "
                            "loaded; load that master key's parts (`hspkcs11-util masterkey load`)")
         try:
-            plain = kwp_unwrap(key, blob[19:])
+            plain = kwp_unwrap(key, body)
         except KeyWrapError:
             raise P11Error(CKR.DEVICE_ERROR, f"unit {self.name}: a sealed blob failed its integrity "
                            "check (tampered or corrupted store)") from None

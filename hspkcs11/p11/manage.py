@@ -1,10 +1,11 @@
 """Object management (Base §5.7): create, copy, destroy, attributes, size, find."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from ..consts import CKA, CKO, CKR, CKU
 from ..errors import P11Error, require
+from ..hsm.replica import StaleSeal
 from ..mechanisms.registry import KEY_TYPES
 from . import codec, schema
 from .objects import P11Object, from_row, matches, split, to_row
@@ -47,10 +48,18 @@ def store_new(st: State, s: Session, attrs: dict[int, Any]) -> int:
         st.session_objects[handle] = P11Object(handle, s.serial, public, session=s.handle, secrets=secrets)
         return handle
     obj = P11Object(0, s.serial, public, secrets=secrets)
-    obj.handle = st.store.insert_object(to_row(obj, st.hsm))
+    obj.handle = _stored(st, obj, st.store.insert_object)
     st.mark_own_write()
     st.cache[obj.handle] = obj
     return obj.handle
+
+
+def _stored(st: State, obj: P11Object, write: Callable[[Any], Any]) -> Any:
+    """Seal and store; if a rotation finished in between, seal again under the new key."""
+    try:
+        return write(to_row(obj, st.hsm))
+    except StaleSeal:
+        return write(to_row(obj, st.hsm))
 
 
 def create_object(st: State, s: Session, template: dict[int, Any]) -> int:
@@ -115,7 +124,7 @@ def set_attributes(st: State, s: Session, handle: int, template: dict[int, Any])
     schema.check_change(attrs, template, st.logins.get(s.serial) == CKU.SO)
     obj.replace_attrs({**attrs, **template})
     if obj.is_token:
-        st.store.update_object(to_row(obj, st.hsm))
+        _stored(st, obj, st.store.update_object)
         st.mark_own_write()
 
 
