@@ -6,6 +6,8 @@ import subprocess
 from pathlib import Path
 
 from conftest import make_region, util
+from hspkcs11.config import load as load_config
+from hspkcs11.hsm import audit
 import hspkcs11
 
 
@@ -34,6 +36,9 @@ def test_init_token_show_and_delete(tmp_path: Path) -> None:
     assert "token 'ops'" in slots and "free" in slots
     gone = run(conf, "delete-token", "--token", "ops", "--yes")
     assert gone.returncode == 0
+    events = [e["event"] for e in audit.read(load_config(conf).region_dir)]
+    assert events[-2:] == ["token-init", "token-delete"] or events[-1] == "token-delete"
+    assert "token-init" in events
     assert "token 'ops'" not in run(conf, "show-slots").stdout
 
 
@@ -71,3 +76,6 @@ def test_demo_runs_the_story(tmp_path: Path) -> None:
     assert out.stdout.count("current master key MKVP") == 3
     assert "signing goes on" in out.stdout
     assert "caught up 1 change" in out.stdout and "same content: True" in out.stdout
+    assert "none failed" in out.stdout and "keys sealed under the old key now: 0" in out.stdout
+    assert "key use is refused: CKR_DEVICE_ERROR" in out.stdout and "another key is refused" in out.stdout
+    assert "MAC verified" in out.stdout and "4 keys used in eu-de" in out.stdout

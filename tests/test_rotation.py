@@ -106,8 +106,12 @@ def test_rotation_while_another_process_works(region: Path, tmp_path: Path) -> N
     every_blob_under(region, new)
     ok, total = map(int, python(region, USE_EVERY_KEY).split())
     assert ok == total == 400 + calls // 2
-    events = [e["event"] for e in audit.read(load_config(region).region_dir)]
-    assert "rotation-start" in events and events[-1] == "rotation-end"
+    log = audit.read(load_config(region).region_dir)
+    events = [e["event"] for e in log]
+    assert "rotation-start" in events and events[-1] == "rotation-end" and "rotation-progress" in events
+    assert all(e["user"] and e["outcome"] == "ok" for e in log if e["event"].startswith("rotation"))
+    loads = [e for e in log if e["event"] == "masterkey-load"]
+    assert {e["zone"] for e in loads} == {"us-south-1", "us-south-2", "us-south-3"}
 
 
 def test_rotation_killed_at_random_points_resumes_with_nothing_lost(region: Path, tmp_path: Path) -> None:

@@ -13,7 +13,8 @@ import click
 from .. import module_path
 from .common import Failure, pass_ctx
 
-COMMAND_MODULES = ("region", "masterkey", "zone", "status", "audit", "tokens", "demo", "backup", "restore")
+COMMAND_MODULES = ("region", "masterkey", "zone", "status", "audit", "tokens", "backup", "restore", "drill",
+                   "demo")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

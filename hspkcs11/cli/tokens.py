@@ -84,6 +84,7 @@ def delete_token(ctx: click.Context, label: str, yes: bool) -> None:
         click.confirm(f"delete token {label!r} and all its objects?", abort=True)
     for t in matches:
         st.store.delete_token(t.serial)
+        st.hsm.record("token-delete", serial=t.serial, label=label)
         click.echo(f"token {label!r} (serial {t.serial}) deleted")
 
 

@@ -19,9 +19,11 @@ FILE_NAME = "audit.jsonl"
 
 
 def record(region_dir: Path, event: str, **detail: Any) -> None:
+    """Append one event: time, actor (OS user and pid), and its details; `outcome` is
+    "ok" unless the caller says otherwise, and `zone` names the unit where there is one."""
     private_dir(region_dir)
     line = json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "event": event,
-                       "pid": os.getpid(), "user": _user(), **detail}, sort_keys=True)
+                       "pid": os.getpid(), "user": _user(), "outcome": "ok", **detail}, sort_keys=True)
     fd = os.open(region_dir / FILE_NAME, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         os.write(fd, (line + "\n").encode())

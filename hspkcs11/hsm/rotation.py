@@ -79,6 +79,7 @@ def rotate(svc: RegionService, progress: Callable[[int], None] | None = None, ba
     old_key = p.units[0].registers.read().current_key
     new_key = p.units[0].registers.read().new_key
     assert old_key is not None and new_key is not None
+    moved = 0
     while True:
         with svc.write_lock():
             units, head = svc.catch_up()
@@ -104,6 +105,8 @@ def rotate(svc: RegionService, progress: Callable[[int], None] | None = None, ba
             if not done:
                 raise MasterKeyError(f"rotation stopped: no unit of region {svc.name} accepts writes")
             svc.set_head(seq)
+        moved += len(rows)
+        svc.record("rotation-progress", old_mkvp=p.old_mkvp, new_mkvp=p.new_mkvp, rewrapped=moved)
         if progress:
             progress(len(rows))
     with svc.write_lock():
