@@ -8,7 +8,7 @@ import shutil
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import click
 
@@ -18,7 +18,7 @@ from ..hsm import backup as bk
 from ..hsm.files import write_private
 from ..hsm.region import Region
 from ..hsm.replica import RegionService
-from .common import Failure, config, pass_ctx
+from .common import Bar, Failure, config, pass_ctx
 
 
 @contextmanager
@@ -28,27 +28,6 @@ def failing() -> Iterator[None]:
         yield
     except bk.BackupError as exc:
         raise Failure(str(exc)) from None
-
-
-class Bar:
-    """A click progress bar made when the first progress report says how long it is."""
-
-    def __init__(self, label: str, quiet: bool = False) -> None:
-        self.label, self.quiet = label, quiet
-        self.bar: Any = None
-
-    def __call__(self, done: int, total: int) -> None:
-        if self.quiet:
-            return
-        if self.bar is None:
-            self.bar = click.progressbar(length=total, label=self.label, show_pos=True)
-            self.bar.__enter__()
-        self.bar.update(done - self.bar.pos)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(None, None, None)
-            self.bar = None
 
 
 @click.group("backup")

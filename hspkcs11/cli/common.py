@@ -49,3 +49,24 @@ def secret(value: str | None, env: str, prompt: str, confirm: bool = False) -> s
     if not click.get_text_stream("stdin").isatty():
         raise Failure(f"{prompt} needed: set {env} or run in a terminal to be asked")
     return click.prompt(prompt, hide_input=True, confirmation_prompt=confirm)
+
+
+class Bar:
+    """A click progress bar for long work, made when the first report says how long it is."""
+
+    def __init__(self, label: str, quiet: bool = False) -> None:
+        self.label, self.quiet = label, quiet
+        self.bar: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.quiet:
+            return
+        if self.bar is None:
+            self.bar = click.progressbar(length=total, label=self.label, show_pos=True)
+            self.bar.__enter__()
+        self.bar.update(done - self.bar.pos)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None

@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import Any
 
 import click
 
 from ..hsm import backup as bk
 from .backup import failing, util_command
-from .common import config, pass_ctx
+from .common import Bar, config, pass_ctx
 
 
 class ZoneBars:
@@ -17,20 +16,16 @@ class ZoneBars:
 
     def __init__(self) -> None:
         self.zone: str | None = None
-        self.bar: Any = None
+        self.bar = Bar("")
 
     def __call__(self, zone: str, done: int, total: int) -> None:
         if zone != self.zone:
-            self.close()
-            self.zone = zone
-            self.bar = click.progressbar(length=total, label=f"restoring {zone}", show_pos=True)
-            self.bar.__enter__()
-        self.bar.update(done - self.bar.pos)
+            self.bar.close()
+            self.zone, self.bar = zone, Bar(f"restoring {zone}")
+        self.bar(done, total)
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(None, None, None)
-            self.bar = None
+        self.bar.close()
 
 
 @click.command("restore")
