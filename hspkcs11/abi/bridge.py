@@ -26,6 +26,7 @@ from ..p11.state import State
 from ..p11 import codec
 from . import params
 from .log import configure_logging, log
+from .trace import Tracer
 
 ffi: Any = None          # the shim's FFI, set by bind()
 _state: State | None = None
@@ -62,23 +63,31 @@ def _rv_for(exc: BaseException) -> CKR:
     return CKR.GENERAL_ERROR
 
 
-def _guard(name: str, fn: Callable[..., int]) -> Callable[..., int]:
+def _guard(fn: Callable[..., int]) -> Callable[..., int]:
+    """The one place where Python meets C: exceptions become CK_RVs, and with log.level
+    DEBUG each call is traced (abi/trace.py keeps secrets out of the trace)."""
+    tracer = Tracer(fn, ffi)
+
     def entry(*args: Any) -> int:
         start = time.perf_counter()
+        failure = None
         try:
             with _lock:
                 rv = fn(*args)
         except P11Error as exc:
-            rv = exc.rv
-            if exc.why:
-                log.info("%s -> CKR_%s: %s", name, exc.rv.name, exc.why)
+            rv, failure = exc.rv, exc.why
         except BaseException as exc:  # noqa: BLE001 - nothing may cross into C
             rv = _rv_for(exc)
+            name, _ = tracer.call(args)
             log.error("%s -> CKR_%s: %s", name, rv.name, exc, exc_info=rv == CKR.GENERAL_ERROR)
+        if failure and log.isEnabledFor(logging.INFO):
+            name, _ = tracer.call(args)
+            log.info("%s -> CKR_%s: %s", name, CKR(rv).name, failure)
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("%s -> %s (%.1f us)", name, _rv_name(rv), (time.perf_counter() - start) * 1e6)
+            name, shown = tracer.call(args)
+            log.debug("%s(%s) -> %s (%.1f us)", name, shown, _rv_name(rv), (time.perf_counter() - start) * 1e6)
         return int(rv)
-    entry.__name__ = name
+    entry.__name__ = fn.__name__
     return entry
 
 
@@ -186,7 +195,23 @@ def py_Initialize(flags: int) -> int:
     if _state is not None and _pid == os.getpid():
         return CKR.CRYPTOKI_ALREADY_INITIALIZED
     config = _load_config()
-    _state, _pid = State(config), os.getpid()
+    try:
+        try:
+            state = State(config)
+        except (sqlite3.Error, OSError) as exc:
+            raise P11Error(CKR.GENERAL_ERROR,
+                           f"cannot open the crypto units of region {config.region} under {config.region_dir}: "
+                           f"{exc}; check that data.dir ({config.data_dir}) exists and this user may read and "
+                           "write it, or run `hspkcs11-util region init`") from None
+    except P11Error as exc:
+        # A start-up failure is an operator's problem: logged whatever log.level says.
+        log.error("C_Initialize -> CKR_%s: %s", exc.rv.name, exc.why)
+        raise
+    if not state.hsm.key_ready():
+        log.warning("region %s has no current master key: tokens are visible but key use is refused until "
+                    "`hspkcs11-util masterkey load PART PART`, `masterkey commit` and `masterkey activate`",
+                    config.region)
+    _state, _pid = state, os.getpid()
     return CKR.OK
 
 
@@ -474,4 +499,4 @@ def bind(shim_ffi: Any, lib: Any) -> None:
     global ffi
     ffi = shim_ffi
     for name, fn in ENTRIES.items():
-        shim_ffi.def_extern(name=name)(_guard(name[3:], fn) if name != "py_Ready" else fn)
+        shim_ffi.def_extern(name=name)(_guard(fn) if name != "py_Ready" else fn)

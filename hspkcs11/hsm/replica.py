@@ -236,6 +236,10 @@ class RegionService:
 
     # ---- sealing (every unit holds the same master key) -------------------------------------
 
+    def key_ready(self) -> bool:
+        """A serving unit holds a current master key (keys can be used)."""
+        return bool(self.healthy()) and self._key_ok
+
     def require_master_key(self) -> None:
         """Key use needs a serving unit with a current master key. Answered from the
         health view (registers changes move the epoch), so it costs one stat."""
