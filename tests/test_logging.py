@@ -60,3 +60,23 @@ def test_a_region_without_master_key_warns_at_initialize(tmp_path: Path) -> None
     assert out.stdout.strip() == "loaded"
     log = (tmp_path / "hspkcs11.log").read_text()
     assert "no current master key" in log and "masterkey load" in log
+
+
+def test_tracing_every_call_of_a_c_client_changes_no_answer(tmp_path: Path) -> None:
+    """A trace that raised once turned errors into a silent CKR_OK (cffi returns 0 from a
+    callback that raises): pkcs11-tool's self-test runs under DEBUG and must pass."""
+    import hspkcs11
+    from conftest import which
+    conf = make_region(tmp_path)
+    conf.write_text(conf.read_text().replace("log.level = INFO", "log.level = DEBUG"))
+    env = {**os.environ, "HSPKCS11_CONF": str(conf), "HSPKCS11_SO_PIN": "12345678", "HSPKCS11_PIN": "1234"}
+    subprocess.run(util() + ["init-token", "--free", "--label", "traced"], env=env, check=True, capture_output=True)
+    tool = [which("pkcs11-tool"), "--module", str(hspkcs11.module_path()), "--token-label", "traced",
+            "--login", "--pin", "1234"]
+    subprocess.run(tool + ["--keypairgen", "--key-type", "EC:prime256v1", "--id", "01"], env=env, check=True,
+                   capture_output=True)
+    out = subprocess.run(tool + ["--test", "-M"], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    trace = (tmp_path / "hspkcs11.log").read_text()
+    assert "C_GetMechanismInfo(slot=" in trace and "mech=CKM_" in trace
+    assert "tracing" not in trace and "Traceback" not in trace

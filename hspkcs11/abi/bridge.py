@@ -78,14 +78,16 @@ def _guard(fn: Callable[..., int]) -> Callable[..., int]:
             rv, failure = exc.rv, exc.why
         except BaseException as exc:  # noqa: BLE001 - nothing may cross into C
             rv = _rv_for(exc)
-            name, _ = tracer.call(args)
-            log.error("%s -> CKR_%s: %s", name, rv.name, exc, exc_info=rv == CKR.GENERAL_ERROR)
-        if failure and log.isEnabledFor(logging.INFO):
-            name, _ = tracer.call(args)
-            log.info("%s -> CKR_%s: %s", name, CKR(rv).name, failure)
-        if log.isEnabledFor(logging.DEBUG):
-            name, shown = tracer.call(args)
-            log.debug("%s(%s) -> %s (%.1f us)", name, shown, _rv_name(rv), (time.perf_counter() - start) * 1e6)
+            failure = f"{type(exc).__name__}: {exc}"
+            log.error("%s -> CKR_%s: %s", fn.__name__, rv.name, exc, exc_info=rv == CKR.GENERAL_ERROR)
+        try:
+            if failure and log.isEnabledFor(logging.INFO):
+                log.info("%s -> CKR_%s: %s", tracer.call(args)[0], CKR(rv).name, failure)
+            if log.isEnabledFor(logging.DEBUG):
+                name, shown = tracer.call(args)
+                log.debug("%s(%s) -> %s (%.1f us)", name, shown, _rv_name(rv), (time.perf_counter() - start) * 1e6)
+        except Exception:  # noqa: BLE001 - a trace that fails must not change the answer
+            log.exception("tracing %s failed", fn.__name__)
         return int(rv)
     entry.__name__ = fn.__name__
     return entry
@@ -247,8 +249,7 @@ def py_GetSlotList(present: int, out: Any) -> int:
 
 
 def py_GetSlotInfo(slot: int, info: Any) -> int:
-    description, _present = tokens.slot_description(engine(), slot)
-    _struct(info, "CK_SLOT_INFO", slotDescription=_text(description, 64),
+    _struct(info, "CK_SLOT_INFO", slotDescription=_text(tokens.slot_description(engine(), slot), 64),
             manufacturerID=_text(tokens.MANUFACTURER, 32), flags=int(SlotFlag.TOKEN_PRESENT),
             hardwareVersion=(0, 1), firmwareVersion=(0, 1))
     return CKR.OK

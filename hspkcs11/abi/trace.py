@@ -66,8 +66,11 @@ class Tracer:
                 size = args[i + 1] if i + 1 < len(args) and isinstance(args[i + 1], int) else "?"
                 shown.append(f"{name}=<{size} bytes>" if value != self.ffi.NULL else f"{name}=NULL")
                 skip_next = isinstance(size, int)
-            elif name == "mech":
-                shown.append("mech=" + (("CKM_" + _name(CKM, value.mechanism)) if value != self.ffi.NULL else "NULL"))
+            elif name == "mech":       # a CK_MECHANISM_TYPE, or a CK_MECHANISM pointer
+                if isinstance(value, int):
+                    shown.append("mech=CKM_" + _name(CKM, value))
+                else:
+                    shown.append("mech=" + ("CKM_" + _name(CKM, value.mechanism) if value != self.ffi.NULL else "NULL"))
             elif name == "user":
                 shown.append("user=CKU_" + _name(CKU, value))
             elif isinstance(value, int):

@@ -15,7 +15,7 @@ from ..mechanisms.params import Param
 from ..mechanisms.registry import KEY_TYPES, MechFlag, key_type as key_type_spec
 from . import schema
 from .crypto import check_key
-from .manage import finish_secret_key, store_new
+from .manage import destroy_object, finish_secret_key, store_new
 from .state import Session, State
 
 How = schema.How
@@ -79,14 +79,9 @@ def generate_key_pair(st: State, s: Session, mech_type: int, param: Param,
     try:
         priv_handle = store_new(st, s, handles[1])
     except BaseException:
-        _discard(st, s, pub_handle)
+        destroy_object(st, s, pub_handle)
         raise
     return pub_handle, priv_handle
-
-
-def _discard(st: State, s: Session, handle: int) -> None:
-    from .manage import destroy_object
-    destroy_object(st, s, handle)
 
 
 # ---- wrap and unwrap ---------------------------------------------------------------------

@@ -95,8 +95,11 @@ def destroy_object(st: State, s: Session, handle: int) -> None:
 
 
 def object_size(st: State, s: Session, handle: int) -> int:
+    """What the object takes at rest: its public attributes and its sealed blob (a
+    session object, never sealed, counts its secrets' plain size)."""
     obj = st.object(s, handle)
-    return len(codec.pack_attrs(obj.attrs.items())) + (len(obj._sealed or b"") or 64)
+    secret = obj.sealed_size() or len(codec.pack_attrs(obj.secrets().items()))
+    return len(codec.pack_attrs(obj.attrs.items())) + secret
 
 
 def get_attributes(st: State, s: Session, handle: int, types: list[int]) -> list[tuple[int, bytes]]:

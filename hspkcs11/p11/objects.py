@@ -75,6 +75,9 @@ class P11Object:
             return self.secrets().get(cka, default)
         return default
 
+    def sealed_size(self) -> int:
+        return len(self._sealed or b"")
+
     def secret(self) -> bytes:
         value = self.attr(CKA.VALUE)
         if value is None:

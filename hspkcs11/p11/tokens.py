@@ -32,11 +32,10 @@ def slot_list(st: State, present_only: bool) -> list[int]:
     return list(st.slots())
 
 
-def slot_description(st: State, slot_id: int) -> tuple[str, int]:
-    """Slot description and whether a token is present. Every slot holds a token; the
-    free slot's token is uninitialized (as SoftHSM2)."""
+def slot_description(st: State, slot_id: int) -> str:
+    """Every slot holds a token (the free slot's is uninitialized), as in SoftHSM2."""
     st.slot(slot_id)
-    return f"{st.hsm.name} slot {slot_id}", 1
+    return f"{st.hsm.name} slot {slot_id}"
 
 
 def token_flags(st: State, t: TokenRow | None) -> int:
