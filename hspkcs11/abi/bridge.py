@@ -500,4 +500,9 @@ def bind(shim_ffi: Any, lib: Any) -> None:
     global ffi
     ffi = shim_ffi
     for name, fn in ENTRIES.items():
-        shim_ffi.def_extern(name=name)(_guard(fn) if name != "py_Ready" else fn)
+        if name == "py_Ready":
+            shim_ffi.def_extern(name=name)(fn)     # 0, "not ready", if it ever raised
+        else:
+            # If anything escaped the guard, cffi would answer 0, which is CKR_OK:
+            # make that impossible (DESIGN "If Python fails to start...").
+            shim_ffi.def_extern(name=name, error=int(CKR.GENERAL_ERROR))(_guard(fn))
