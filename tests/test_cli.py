@@ -79,3 +79,22 @@ def test_demo_runs_the_story(tmp_path: Path) -> None:
     assert "none failed" in out.stdout and "keys sealed under the old key now: 0" in out.stdout
     assert "key use is refused: CKR_DEVICE_ERROR" in out.stdout and "another key is refused" in out.stdout
     assert "MAC verified" in out.stdout and "4 keys used in eu-de" in out.stdout
+
+
+def test_every_command_has_help_with_an_example() -> None:
+    import click
+
+    from hspkcs11.cli import cli
+
+    missing = []
+
+    def walk(cmd: click.Command, path: list[str]) -> None:
+        if isinstance(cmd, click.Group):
+            for name, sub in cmd.commands.items():
+                walk(sub, path + [name])
+        elif "Example" not in (cmd.help or ""):
+            missing.append(" ".join(path))
+
+    walk(cli, [])
+    assert missing == []
+    assert len(cli.commands) >= 15

@@ -14,7 +14,7 @@ from .. import module_path
 from .common import Failure, pass_ctx
 
 COMMAND_MODULES = ("region", "masterkey", "zone", "status", "audit", "tokens", "backup", "restore", "drill",
-                   "demo")
+                   "demo", "importing", "migrate")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

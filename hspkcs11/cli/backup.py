@@ -68,7 +68,12 @@ def now(ctx: click.Context, quiet: bool, step_pages: int) -> None:
 @click.option("--json", "as_json", is_flag=True, help="The manifests, as JSON.")
 @pass_ctx
 def list_cmd(ctx: click.Context, every: bool, as_json: bool) -> None:
-    """List the region's backups in the backup region, oldest first."""
+    """List the region's backups in the backup region, oldest first.
+
+    \b
+    Example:
+      hspkcs11-util backup list
+    """
     cfg = config(ctx)
     found = bk.list_backups(cfg, None if every else cfg.region)
     if as_json:

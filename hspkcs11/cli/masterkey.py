@@ -86,7 +86,12 @@ def load(ctx: click.Context, files: tuple[Path, ...], password: tuple[str, ...])
 @masterkey.command("commit")
 @pass_ctx
 def commit(ctx: click.Context) -> None:
-    """Commit the loaded new master key in every unit."""
+    """Commit the loaded new master key in every unit.
+
+    \b
+    Example:
+      hspkcs11-util masterkey commit
+    """
     svc, units = _units(ctx)
     for unit in units:
         if unit.registers.read().new_state is not mk.NewState.UNCOMMITTED:
@@ -101,7 +106,13 @@ def commit(ctx: click.Context) -> None:
 @masterkey.command("activate")
 @pass_ctx
 def activate(ctx: click.Context) -> None:
-    """Make the committed new master key current (the first time a key is set)."""
+    """Make the committed new master key current (the first time a key is set; later
+    keys take `masterkey rotate`).
+
+    \b
+    Example:
+      hspkcs11-util masterkey activate
+    """
     svc, units = _units(ctx)
     ready = [u for u in units if u.registers.read().new_state is mk.NewState.COMMITTED]
     for unit in units:
@@ -148,7 +159,12 @@ def rotate_cmd(ctx: click.Context, batch: int) -> None:
 @masterkey.command("clear-new")
 @pass_ctx
 def clear_new(ctx: click.Context) -> None:
-    """Empty the new-master-key register of every unit."""
+    """Empty the new-master-key register of every unit (refused during a rotation).
+
+    \b
+    Example:
+      hspkcs11-util masterkey clear-new
+    """
     svc, units = _units(ctx)
     for unit in units:
         unit.registers.clear_new()
@@ -159,7 +175,12 @@ def clear_new(ctx: click.Context) -> None:
 @masterkey.command("status")
 @pass_ctx
 def status(ctx: click.Context) -> None:
-    """Show each unit's registers and MKVPs."""
+    """Show each unit's registers and MKVPs.
+
+    \b
+    Example:
+      hspkcs11-util masterkey status
+    """
     svc = RegionService(config(ctx))
     for unit in svc.units:
         r = unit.registers.read()

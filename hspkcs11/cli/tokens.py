@@ -53,7 +53,12 @@ def init_token(ctx: click.Context, free: bool, slot: int | None, label: str, so_
 @click.command("show-slots")
 @pass_ctx
 def show_slots(ctx: click.Context) -> None:
-    """List the slots and their tokens."""
+    """List the slots and their tokens.
+
+    \b
+    Example:
+      hspkcs11-util show-slots
+    """
     st = _state(ctx)
     click.echo(f"region {st.config.region}, serving unit {st.hsm.name}")
     for slot_id, t in st.slots().items():

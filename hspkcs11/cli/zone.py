@@ -31,7 +31,12 @@ def zone() -> None:
 @zone.command("list")
 @pass_ctx
 def list_zones(ctx: click.Context) -> None:
-    """List the zones with their health."""
+    """List the zones with their health.
+
+    \b
+    Example:
+      hspkcs11-util zone list
+    """
     svc = _service(ctx)
     faults = svc.faults.read()
     for unit in svc.units:
@@ -60,7 +65,12 @@ def down(ctx: click.Context, name: str) -> None:
 @click.argument("name")
 @pass_ctx
 def up(ctx: click.Context, name: str) -> None:
-    """Bring ZONE back: its unit catches up from a peer, then serves again."""
+    """Bring ZONE back: its unit catches up from a peer, then serves again.
+
+    \b
+    Example:
+      hspkcs11-util zone up us-south-2
+    """
     svc = _service(ctx, name)
     svc.faults.clear(name)
     with svc.write_lock():
@@ -108,7 +118,12 @@ def fault(ctx: click.Context, name: str, delay_ms: int | None, delay_ops: str | 
 @click.argument("name")
 @pass_ctx
 def clear(ctx: click.Context, name: str) -> None:
-    """Remove every fault of ZONE (same as `zone up`)."""
+    """Remove every fault of ZONE (same as `zone up`).
+
+    \b
+    Example:
+      hspkcs11-util zone clear us-south-1
+    """
     ctx.invoke(up, name=name)
 
 
