@@ -10,12 +10,15 @@ SUDO=""
 # need -> Debian package that provides it
 declare -A PROVIDES=(
   [softhsm2-util]=softhsm2 [pkcs11-tool]=opensc [gcc]=gcc [openssl]=openssl [p11tool]=gnutls-bin
+  [ssh-keygen]=openssh-client [p11-kit]=p11-kit [javac]=default-jdk-headless
 )
 missing=()
 for tool in "${!PROVIDES[@]}"; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("${PROVIDES[$tool]}")
 done
 [ -f /usr/include/openssl/evp.h ] || missing+=(libssl-dev)
+# OpenSSL's pkcs11 engine (libp11), for the client matrix (tests/clients/test_openssl_engine.py)
+[ -f "/usr/lib/$(uname -m)-linux-gnu/engines-3/pkcs11.so" ] || missing+=(libengine-pkcs11-openssl)
 command -v "$PYTHON" >/dev/null 2>&1 || missing+=(python3)
 if command -v "$PYTHON" >/dev/null 2>&1; then
   inc=$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')

@@ -384,7 +384,7 @@ def test_restore_over_live_data_is_refused_unless_forced(tmp_path: Path, parts: 
     assert all((cfg.unit_dir(z) / "registers.json").exists() for z in cfg.zones)
     assert not (cfg.region_dir / "restored-from.json").exists()
 
-    forced = restore(conf, m["id"], "us-south", None, "--force").stdout
+    forced = restore(conf, m["id"], "us-south", None, "--force", "--yes").stdout
     assert "replaced the live data of us-south-1, us-south-2" in forced
     assert digests() != live
     units = json.loads(cli(conf, "status", "--json").stdout)["units"]

@@ -98,3 +98,17 @@ def test_every_command_has_help_with_an_example() -> None:
     walk(cli, [])
     assert missing == []
     assert len(cli.commands) >= 15
+
+
+def test_destructive_commands_ask_or_take_yes(tmp_path: Path) -> None:
+    conf = make_region(tmp_path)
+    pins = {"HSPKCS11_SO_PIN": "12345678", "HSPKCS11_PIN": "1234"}
+    assert run(conf, "init-token", "--free", "--label", "keep", env=pins).returncode == 0
+    again = run(conf, "init-token", "--slot", "0", "--label", "keep", env=pins)     # no terminal, no --yes
+    assert again.returncode == 1 and "Every object on it is destroyed" in again.stderr and "--yes" in again.stderr
+    assert run(conf, "init-token", "--slot", "0", "--label", "keep", "--yes", env=pins).returncode == 0
+    gone = run(conf, "delete-token", "--token", "keep")
+    assert gone.returncode == 1 and "--yes" in gone.stderr
+    assert "token 'keep'" in run(conf, "show-slots").stdout
+    clear = run(conf, "masterkey", "clear-new")
+    assert clear.returncode == 1 and "--yes" in clear.stderr

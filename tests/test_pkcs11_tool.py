@@ -163,3 +163,19 @@ def test_pkcs11_tool_self_test_passes(tool: Tool, keypairs: dict[str, str],
     # pkcs11-tool marks a failed check "ERR" and a failed call "error: ... failed".
     bad = [ln for ln in out.splitlines() if any(w in ln for w in ("ERR", "error:", "failed", "Aborting"))]
     assert not bad, out
+
+
+def test_pkcs11_tool_fork_test_passes(tool: Tool, differs: Callable[[str, str], None]) -> None:
+    """`--test-fork` initializes the module, forks, and the child calls C_Initialize again and
+    uses the token. hspkcs11 needs no configuration for it (its state is keyed on the process
+    id); SoftHSM2 needs `library.reset_on_fork = true` in its config, which the suite's
+    reference config leaves at its default."""
+    differs("softhsm", "Base §5.4 (C_Initialize): a child process must call C_Initialize before using the "
+                       "module; SoftHSM2 answers CKR_CRYPTOKI_ALREADY_INITIALIZED in the child unless "
+                       "library.reset_on_fork is set, hspkcs11 starts the child clean")
+    proc = tool.run("--test-fork", login=False, check=False)
+    out = proc.stdout + proc.stderr
+    assert "Calling C_Initialize in forked child process" in out, out
+    assert proc.returncode == 0, out
+    bad = [ln for ln in out.splitlines() if any(w in ln for w in ("ERR", "error:", "failed", "Aborting"))]
+    assert not bad, out

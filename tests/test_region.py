@@ -298,3 +298,12 @@ def test_a_c_client_signs_across_a_zone_outage_and_sees_the_device_error(region:
     assert refused.returncode != 0 and "CKR_DEVICE_ERROR" in refused.stderr + refused.stdout
     cli(region, "zone", "up", "us-south-2")
     assert sign().returncode == 0
+
+
+def test_writes_that_change_nothing_keep_units_at_the_head(region: Path) -> None:
+    """Re-initialising an empty token writes no object change: the units must still
+    advance with the region's head, or every unit would look stale."""
+    cli(region, "init-token", "--slot", "0", "--label", "app", "--yes")
+    cli(region, "init-token", "--slot", "0", "--label", "app", "--yes")
+    assert {u["lag"] for u in status(region).values()} == {0}
+    assert cli(region, "show-slots").returncode == 0

@@ -40,6 +40,15 @@ def pass_ctx(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def confirm(yes: bool, question: str) -> None:
+    """Destructive commands ask first, or take --yes (and say so when no one can answer)."""
+    if yes:
+        return
+    if not click.get_text_stream("stdin").isatty():
+        raise Failure(f"{question} Add --yes to confirm (no terminal to ask)")
+    click.confirm(question, abort=True)
+
+
 def secret(value: str | None, env: str, prompt: str, confirm: bool = False) -> str:
     """A secret from a flag, else the environment, else a hidden prompt."""
     if value:

@@ -9,7 +9,7 @@ from ..hsm import masterkey as mk
 from ..hsm import rotation
 from ..hsm.replica import RegionService
 from ..hsm.unit import CryptoUnit
-from .common import Failure, config, pass_ctx, secret
+from .common import Failure, config, confirm, pass_ctx, secret
 
 ENV = "HSPKCS11_KEYPART_PASSWORD"
 
@@ -157,14 +157,16 @@ def rotate_cmd(ctx: click.Context, batch: int) -> None:
 
 
 @masterkey.command("clear-new")
+@click.option("--yes", is_flag=True, help="Do not ask first.")
 @pass_ctx
-def clear_new(ctx: click.Context) -> None:
+def clear_new(ctx: click.Context, yes: bool) -> None:
     """Empty the new-master-key register of every unit (refused during a rotation).
 
     \b
     Example:
       hspkcs11-util masterkey clear-new
     """
+    confirm(yes, "Empty the new-master-key register of every unit? The key parts are needed to load it again.")
     svc, units = _units(ctx)
     for unit in units:
         unit.registers.clear_new()

@@ -8,7 +8,7 @@ import click
 
 from ..hsm import backup as bk
 from .backup import failing, util_command
-from .common import Bar, config, pass_ctx
+from .common import Bar, config, confirm, pass_ctx
 
 
 class ZoneBars:
@@ -35,8 +35,9 @@ class ZoneBars:
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Data directory of the new instance (default: the configured data.dir).")
 @click.option("--force", is_flag=True, help="Restore over a region whose units hold live data (replaces it).")
+@click.option("--yes", is_flag=True, help="With --force: do not ask before replacing live data.")
 @pass_ctx
-def restore(ctx: click.Context, source: str, region: str, data_dir: Path | None, force: bool) -> None:
+def restore(ctx: click.Context, source: str, region: str, data_dir: Path | None, force: bool, yes: bool) -> None:
     """Create a new instance of the region from a backup.
 
     Its units start with empty master-key registers: tokens are visible, but keys can be
@@ -47,6 +48,8 @@ def restore(ctx: click.Context, source: str, region: str, data_dir: Path | None,
       hspkcs11-util restore --from us-south-20260101T031700.000Z --region eu-de
     """
     cfg = config(ctx)
+    if force:
+        confirm(yes, f"Replace the live data of region {region} with backup {source}? Stop its applications first.")
     bars = ZoneBars()
     try:
         with failing():

@@ -10,7 +10,7 @@ import click
 from ..consts import CKU, SessionFlag
 from ..p11 import sessions, tokens
 from ..p11.state import State
-from .common import Failure, config, pass_ctx, secret
+from .common import Failure, config, confirm, pass_ctx, secret
 
 
 def _state(ctx: click.Context) -> State:
@@ -23,9 +23,10 @@ def _state(ctx: click.Context) -> State:
 @click.option("--label", required=True, help="Token label (up to 32 bytes).")
 @click.option("--so-pin", help="SO PIN (prefer $HSPKCS11_SO_PIN or the prompt).")
 @click.option("--pin", help="User PIN (prefer $HSPKCS11_PIN or the prompt).")
+@click.option("--yes", is_flag=True, help="Do not ask before re-initialising a token (it wipes it).")
 @pass_ctx
 def init_token(ctx: click.Context, free: bool, slot: int | None, label: str, so_pin: str | None,
-               pin: str | None) -> None:
+               pin: str | None, yes: bool) -> None:
     """Initialize a token and set its user PIN.
 
     \b
@@ -42,6 +43,10 @@ def init_token(ctx: click.Context, free: bool, slot: int | None, label: str, so_
     if free:
         slot = max(st.slots())
     assert slot is not None
+    current = st.slot(slot)
+    if current is not None:
+        confirm(yes, f"Re-initialise token {current.label.decode(errors='replace').rstrip()!r} in slot {slot}? "
+                     "Every object on it is destroyed.")
     tokens.init_token(st, slot, so, label.encode().ljust(32, b" "))
     h = sessions.open_session(st, slot, SessionFlag.SERIAL_SESSION | SessionFlag.RW_SESSION)
     sessions.login(st, h, CKU.SO, so)
@@ -85,8 +90,7 @@ def delete_token(ctx: click.Context, label: str, yes: bool) -> None:
     matches = [t for t in st.tokens() if t.label.decode(errors="replace").rstrip() == label]
     if not matches:
         raise Failure(f"no token labelled {label!r}; see `hspkcs11-util show-slots`")
-    if not yes:
-        click.confirm(f"delete token {label!r} and all its objects?", abort=True)
+    confirm(yes, f"Delete token {label!r} and all its objects?")
     for t in matches:
         st.store.delete_token(t.serial)
         st.hsm.record("token-delete", serial=t.serial, label=label)

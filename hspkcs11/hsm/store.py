@@ -250,6 +250,9 @@ class Store:
             db.execute("DELETE FROM objects WHERE serial = ?", (serial,))
             for h in handles:
                 self._log(db, seq, serial, h, "delete")
+            # Every write records at least one change at its sequence number, or this unit's
+            # position would stay behind the region's head (an empty token has no handles).
+            self._log(db, seq, serial, None, "token")
 
     def delete_token(self, serial: str, seq: int) -> None:
         with self.tx() as db:
@@ -275,8 +278,7 @@ class Store:
         with self.tx() as db:
             gone = db.execute("DELETE FROM objects WHERE handle = ? AND serial = ?",
                               (handle, serial)).rowcount == 1
-            if gone:
-                self._log(db, seq, serial, handle, "delete")
+            self._log(db, seq, serial, handle, "delete")   # even a no-op keeps the position
         return gone
 
     def _row(self, values: tuple) -> ObjectRow:
