@@ -67,6 +67,7 @@ class RegionService:
         self._fault_view: dict[str, ZoneFaults] = {}
         self._key_ok = False
         self._epoch_file = str(config.region_dir / EPOCH)
+        self._head_file = str(config.region_dir / "head")     # read per call: no pathlib
 
     def close(self) -> None:
         for unit in self.units:
@@ -175,7 +176,7 @@ class RegionService:
         return out
 
     def _head_path(self) -> str:
-        return str(self.config.region_dir / "head")
+        return self._head_file
 
     def head(self) -> int:
         """The region's newest change, recorded by every writer: a unit that was away
@@ -298,6 +299,18 @@ class ReplicatedStore:
 
     # reads
     def data_version(self) -> tuple[str | None, int]:
+        """What tells a process that someone else wrote (its caches' freshness check,
+        run on every object lookup). While the last reader is still healthy this is its
+        own PRAGMA data_version: every other writer's change reaches it too. Otherwise
+        the full read path picks (and if need be catches up) a unit."""
+        zone = self._reader_zone
+        if zone is not None:
+            for unit in self.s.healthy():
+                if unit.zone == zone:
+                    try:
+                        return zone, unit.store.data_version()
+                    except UNIT_FAILURES:
+                        break
         return self._read("read", lambda st: (self._reader_zone, st.data_version()))
 
     def last_change(self) -> int:
