@@ -20,7 +20,6 @@ from ..errors import P11Error
 from ..hsm.masterkey import MasterKeyError
 from ..hsm.store import StoreError
 from ..p11 import crypto, keys, manage, sessions, tokens
-from ..p11.crypto import Op, Step
 from ..p11.pins import MAX_LEN, MIN_LEN
 from ..p11.state import State
 from ..p11 import codec
@@ -30,7 +29,6 @@ from .trace import Tracer
 
 ffi: Any = None          # the shim's FFI, set by bind()
 _state: State | None = None
-_pid: int | None = None
 _lock = threading.RLock()
 _keep = threading.local()   # results C copies after the callback returns
 
@@ -39,8 +37,9 @@ def _after_fork_in_child() -> None:
     """A fork() taken while another thread held `_lock` (it may lose the GIL inside a
     call) leaves the child's copy locked by a thread the child does not have: give the
     child a fresh lock, or its own C_Initialize deadlocks (tests/c/abi_check.c, fork)."""
-    global _lock
+    global _lock, _state
     _lock = threading.RLock()
+    _state = None       # the child is not initialised until it calls C_Initialize (Base §5.4)
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -69,7 +68,8 @@ def _guard(fn: Callable[..., int]) -> Callable[..., int]:
     tracer = Tracer(fn, ffi)
 
     def entry(*args: Any) -> int:
-        start = time.perf_counter()
+        debug = log.isEnabledFor(logging.DEBUG)
+        start = time.perf_counter() if debug else 0.0
         failure = None
         try:
             with _lock:
@@ -83,7 +83,7 @@ def _guard(fn: Callable[..., int]) -> Callable[..., int]:
         try:
             if failure and log.isEnabledFor(logging.INFO):
                 log.info("%s -> CKR_%s: %s", tracer.call(args)[0], CKR(rv).name, failure)
-            if log.isEnabledFor(logging.DEBUG):
+            if debug:
                 name, shown = tracer.call(args)
                 log.debug("%s(%s) -> %s (%.1f us)", name, shown, _rv_name(rv), (time.perf_counter() - start) * 1e6)
         except Exception:  # noqa: BLE001 - a trace that fails must not change the answer
@@ -101,7 +101,7 @@ def _rv_name(rv: int) -> str:
 
 
 def engine() -> State:
-    if _state is None or _pid != os.getpid():
+    if _state is None:      # reset in a forked child by _after_fork_in_child
         raise P11Error(CKR.CRYPTOKI_NOT_INITIALIZED)
     return _state
 
@@ -193,8 +193,8 @@ def py_Ready() -> int:
 
 
 def py_Initialize(flags: int) -> int:
-    global _state, _pid
-    if _state is not None and _pid == os.getpid():
+    global _state
+    if _state is not None:
         return CKR.CRYPTOKI_ALREADY_INITIALIZED
     config = _load_config()
     try:
@@ -213,7 +213,7 @@ def py_Initialize(flags: int) -> int:
         log.warning("region %s has no current master key: tokens are visible but key use is refused until "
                     "`hspkcs11-util masterkey load PART PART`, `masterkey commit` and `masterkey activate`",
                     config.region)
-    _state, _pid = state, os.getpid()
+    _state = state
     return CKR.OK
 
 
@@ -228,10 +228,10 @@ def _load_config() -> Config:
 
 
 def py_Finalize() -> int:
-    global _state, _pid
+    global _state
     st = engine()
     st.close()
-    _state, _pid = None, None
+    _state = None
     return CKR.OK
 
 
@@ -399,25 +399,25 @@ def py_FindObjectsFinal(h: int) -> int:
 def py_OpInit(op: int, h: int, mech: Any, key: int) -> int:
     st, s = _session(h)
     mech_type, param = params.decode(ffi, mech)
-    crypto.init(st, s, Op(op), mech_type, param, key)
+    crypto.init(st, s, op, mech_type, param, key)   # kinds stay ints on the hot path
     return CKR.OK
 
 
 def py_OpData(op: int, step: int, h: int, data: Any, n: int, cap: int, out: Any) -> int:
     st, s = _session(h)
-    _out(out, crypto.data(st, s, Op(op), Step(step), _bytes(data, n), cap))
+    _out(out, crypto.data(st, s, op, step, _bytes(data, n), cap))
     return CKR.OK
 
 
 def py_OpFeed(op: int, h: int, part: Any, n: int) -> int:
     st, s = _session(h)
-    crypto.feed(st, s, Op(op), _bytes(part, n))
+    crypto.feed(st, s, op, _bytes(part, n))
     return CKR.OK
 
 
 def py_Verify(h: int, data: Any, n: int, sig: Any, sig_n: int, step: int) -> int:
     st, s = _session(h)
-    crypto.verify(st, s, _bytes(data, n), _bytes(sig, sig_n), Step(step))
+    crypto.verify(st, s, _bytes(data, n), _bytes(sig, sig_n), step)
     return CKR.OK
 
 

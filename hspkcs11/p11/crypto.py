@@ -70,7 +70,8 @@ def check_key(mech: Mechanism, key: Any, usage: int | None, classes: tuple[int, 
 
 
 def init(st: State, s: Session, op: Op, mech_type: int, param: Param, key_handle: int) -> None:
-    require(op not in s.ops, CKR.OPERATION_ACTIVE, f"a {op.name.lower()} operation is active")
+    if op in s.ops:
+        raise P11Error(CKR.OPERATION_ACTIVE, f"a {Op(op).name.lower()} operation is active")
     kind = KINDS[op]
     mech = lookup(mech_type)
     factory = getattr(mech, kind.factory)
@@ -88,7 +89,7 @@ def init(st: State, s: Session, op: Op, mech_type: int, param: Param, key_handle
 def _active(s: Session, op: Op) -> ActiveOp:
     active = s.ops.get(op)
     if active is None:
-        raise P11Error(CKR.OPERATION_NOT_INITIALIZED, f"no {op.name.lower()} operation is active")
+        raise P11Error(CKR.OPERATION_NOT_INITIALIZED, f"no {Op(op).name.lower()} operation is active")
     return active
 
 
