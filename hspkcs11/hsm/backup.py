@@ -45,7 +45,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from ..config import Config
 from ..errors import P11Error
 from . import audit
-from .files import bump_epoch, private_dir, write_private
+from .files import bump_epoch, private_dir, private_sqlite, write_private
 from .masterkey import MasterKeyError, mkvp as mkvp_of
 from .store import FORMAT
 
@@ -360,11 +360,7 @@ def _copy(config: Config, unit: Any, src: sqlite3.Connection, position: int, roo
         private_dir(root)
         partial.mkdir(mode=0o700)
         db_path = partial / DB_NAME
-        old_umask = os.umask(0o077)
-        try:
-            dst = sqlite3.connect(db_path, isolation_level=None)
-        finally:
-            os.umask(old_umask)
+        dst = private_sqlite(db_path, isolation_level=None)
         try:
             def step(_status: int, remaining: int, total: int) -> None:
                 progress(total - remaining, total)
@@ -545,11 +541,7 @@ def _write_units(new: Config, data: bytes, origin: str, progress: ZoneProgress |
             tmp = unit_dir / f".{DB_NAME}.restore"
             for leftover in (tmp, Path(f"{tmp}-journal")):
                 leftover.unlink(missing_ok=True)
-            old_umask = os.umask(0o077)
-            try:
-                dst = sqlite3.connect(tmp, isolation_level=None)
-            finally:
-                os.umask(old_umask)
+            dst = private_sqlite(tmp, isolation_level=None)
             try:
                 def step(_status: int, remaining: int, total: int, zone: str = zone) -> None:
                     if progress:

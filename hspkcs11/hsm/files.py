@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import tempfile
 from pathlib import Path
 
@@ -50,3 +51,12 @@ def epoch(epoch_file: str) -> tuple[int, int]:
     except FileNotFoundError:
         return (0, 0)
     return (st.st_mtime_ns, st.st_ino)
+
+
+def private_sqlite(path: Path | str, **kwargs: object) -> sqlite3.Connection:
+    """Open a SQLite database whose files (database, WAL, SHM) are created owner-only."""
+    old_umask = os.umask(0o077)
+    try:
+        return sqlite3.connect(path, **kwargs)  # type: ignore[arg-type]
+    finally:
+        os.umask(old_umask)

@@ -12,7 +12,6 @@ The on-disk format is described in docs/store-format.md.
 from __future__ import annotations
 
 import hashlib
-import os
 import sqlite3
 import struct
 import threading
@@ -20,6 +19,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
+
+from .files import private_sqlite
 
 FORMAT = 2
 
@@ -139,12 +140,7 @@ class Store:
         self.origin = region     # the region whose tag the store's sealed blobs carry (meta `origin`)
         if not create and not path.exists():
             raise StoreError(f"no store at {path}")
-        old_umask = os.umask(0o077)   # database, WAL and SHM files: owner only
-        try:
-            self._db = sqlite3.connect(path, timeout=30.0, isolation_level=None,
-                                       check_same_thread=False)
-        finally:
-            os.umask(old_umask)
+        self._db = private_sqlite(path, timeout=30.0, isolation_level=None, check_same_thread=False)
         self._lock = threading.RLock()
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")   # durable at checkpoints; WAL keeps it consistent
