@@ -8,6 +8,7 @@ same CKR codes. Defaults follow SoftHSM2 where the spec leaves them to the token
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum, auto
 from functools import lru_cache
 from typing import Any, Mapping
@@ -148,6 +149,34 @@ def rules(klass: int, key_type: int | None) -> Mapping[int, Attr]:
     return table
 
 
+# The same rules as plain ints and sets, per (class, key type): IntFlag arithmetic costs
+# about a microsecond an operation, and every key generation checks dozens of rules.
+_COMPUTED, _MODIFIABLE, _SO_ONLY = int(F.COMPUTED), int(F.MODIFIABLE), int(F.SO_ONLY)
+_ONLY_TO_TRUE, _ONLY_TO_FALSE = int(F.ONLY_TO_TRUE), int(F.ONLY_TO_FALSE)
+
+
+@dataclass(frozen=True)
+class Compiled:
+    flags: dict[int, int]                       # CKA -> rule flags
+    required: dict[How, tuple[int, ...]]        # CKAs a template must give
+    defaults: dict[How, dict[int, Any]]         # CKA -> default, where not forbidden
+    sealed: frozenset[int]
+    sensitive: frozenset[int]
+
+
+@lru_cache(maxsize=None)
+def compiled(klass: int, key_type: int | None) -> Compiled:
+    table = rules(klass, key_type)
+    flags = {cka: int(rule.flags) for cka, rule in table.items()}
+    return Compiled(
+        flags,
+        {how: tuple(c for c, f in flags.items() if f & int(_REQUIRED[how])) for how in How},
+        {how: {c: r.default for c, r in table.items() if r.default is not None and not flags[c] & int(_FORBIDDEN[how])}
+         for how in How},
+        frozenset(c for c, f in flags.items() if f & int(F.SEALED)),
+        frozenset(c for c, f in flags.items() if f & int(F.SENSITIVE)))
+
+
 def new_object(how: How, klass: int, key_type: int | None, template: Mapping[int, Any],
                is_so: bool = False) -> dict[int, Any]:
     """Check a template for a new object and return its full attribute set with defaults.
@@ -155,23 +184,23 @@ def new_object(how: How, klass: int, key_type: int | None, template: Mapping[int
     `template` is what the caller gave; for generate/unwrap/derive, the caller adds the
     values the mechanism computed after this check (they are the FORBID_* attributes).
     """
-    table = rules(klass, key_type)
+    c = compiled(klass, key_type)
+    forbidden = int(_FORBIDDEN[how])
     for cka, value in template.items():
-        rule = table.get(cka)
-        if rule is None:
+        flags = c.flags.get(cka)
+        if flags is None:
             raise P11Error(CKR.ATTRIBUTE_TYPE_INVALID, f"{_n(cka)} is not an attribute of this object")
-        if rule.flags & F.COMPUTED:
+        if flags & _COMPUTED:
             raise P11Error(CKR.ATTRIBUTE_READ_ONLY, f"{_n(cka)} is set by the token")
-        if rule.flags & _FORBIDDEN[how]:
+        if flags & forbidden:
             rv = CKR.ATTRIBUTE_READ_ONLY if how is How.CREATE else CKR.TEMPLATE_INCONSISTENT
             raise P11Error(rv, f"{_n(cka)} may not be given to {how.name.lower()}")
-        if rule.flags & F.SO_ONLY and value and not is_so:
+        if flags & _SO_ONLY and value and not is_so:
             raise P11Error(CKR.ATTRIBUTE_READ_ONLY, f"only the SO may set {_n(cka)}")
-    missing = [cka for cka, rule in table.items() if rule.flags & _REQUIRED[how] and cka not in template]
+    missing = [cka for cka in c.required[how] if cka not in template]
     if missing:
         raise P11Error(CKR.TEMPLATE_INCOMPLETE, "missing " + ", ".join(_n(c) for c in missing))
-    attrs = {cka: rule.default for cka, rule in table.items()
-             if rule.default is not None and not rule.flags & _FORBIDDEN[how]}
+    attrs = dict(c.defaults[how])
     attrs.update(template)
     return attrs
 
@@ -179,43 +208,41 @@ def new_object(how: How, klass: int, key_type: int | None, template: Mapping[int
 def check_change(attrs: Mapping[int, Any], changes: Mapping[int, Any], is_so: bool,
                  copying: bool = False) -> None:
     """The rules of C_SetAttributeValue and C_CopyObject (Base §5.7, table 10 footnotes)."""
-    table = rules(attrs[CKA.CLASS], attrs.get(CKA.KEY_TYPE))
+    table = compiled(attrs[CKA.CLASS], attrs.get(CKA.KEY_TYPE)).flags
     if not copying and not attrs.get(CKA.MODIFIABLE, True):
         raise P11Error(CKR.ACTION_PROHIBITED, "the object has CKA_MODIFIABLE false")
     # C_CopyObject may also change CKA_TOKEN, CKA_PRIVATE and make CKA_MODIFIABLE false.
     copy_only = {CKA.TOKEN, CKA.PRIVATE, CKA.MODIFIABLE} if copying else set()
     for cka, value in changes.items():
-        rule = table.get(cka)
-        if rule is None:
+        flags = table.get(cka)
+        if flags is None:
             raise P11Error(CKR.ATTRIBUTE_TYPE_INVALID, f"{_n(cka)} is not an attribute of this object")
         old = attrs.get(cka)
         if cka in copy_only:
             if cka == CKA.MODIFIABLE and value and not old:
                 raise P11Error(CKR.ATTRIBUTE_READ_ONLY, "CKA_MODIFIABLE cannot become true")
             continue
-        if not rule.flags & F.MODIFIABLE:
+        if not flags & _MODIFIABLE:
             if value == old:
                 continue  # setting a read-only attribute to its current value is harmless
             raise P11Error(CKR.ATTRIBUTE_READ_ONLY, f"{_n(cka)} cannot be changed")
-        if rule.flags & F.ONLY_TO_TRUE and old and not value:
+        if flags & _ONLY_TO_TRUE and old and not value:
             raise P11Error(CKR.ATTRIBUTE_READ_ONLY, f"{_n(cka)} cannot go back to false")
-        if rule.flags & F.ONLY_TO_FALSE and not old and value:
+        if flags & _ONLY_TO_FALSE and not old and value:
             raise P11Error(CKR.ATTRIBUTE_READ_ONLY, f"{_n(cka)} cannot go back to true")
-        if rule.flags & F.SO_ONLY and value and not is_so:
+        if flags & _SO_ONLY and value and not is_so:
             raise P11Error(CKR.ATTRIBUTE_READ_ONLY, f"only the SO may set {_n(cka)}")
 
 
 def readable(attrs: Mapping[int, Any], cka: int) -> bool:
     """False for an attribute the spec forbids revealing (table 10 footnote 7)."""
-    rule = rules(attrs[CKA.CLASS], attrs.get(CKA.KEY_TYPE)).get(cka)
-    if rule is None or not rule.flags & F.SENSITIVE:
+    if cka not in compiled(attrs[CKA.CLASS], attrs.get(CKA.KEY_TYPE)).sensitive:
         return True
     return not attrs.get(CKA.SENSITIVE, False) and attrs.get(CKA.EXTRACTABLE, True)
 
 
 def is_sealed(attrs: Mapping[int, Any], cka: int) -> bool:
-    rule = rules(attrs[CKA.CLASS], attrs.get(CKA.KEY_TYPE)).get(cka)
-    return rule is not None and bool(rule.flags & F.SEALED)
+    return cka in compiled(attrs[CKA.CLASS], attrs.get(CKA.KEY_TYPE)).sealed
 
 
 def history(how: How, attrs: dict[int, Any], mech: int | None = None,
