@@ -23,7 +23,7 @@ from ..errors import P11Error
 from .generic import VARIABLE_SECRET_ATTRS, secret_len, template_value_len
 from .params import CbcEncryptData, CtrParams, GcmParams, Param, ParamKind
 from .registry import (Attrs, CipherOp, KeyTypeSpec, KeyView, Mechanism, SignOp, Template,
-                       VerifyBySigning, VerifyOp, register, register_key_type, require_param)
+                       VerifyBySigning, register, register_key_type, require_param)
 
 WRAP_FLAGS = MechFlag.WRAP | MechFlag.UNWRAP
 
@@ -305,28 +305,27 @@ class CmacSign(SignOp):
         return self._mac.finalize()[:self._len]
 
 
-def _cmac_len(param: Param) -> int:
-    """CK_MAC_GENERAL_PARAMS of CKM_AES_CMAC_GENERAL: the MAC length, 1..16 bytes."""
-    n = require_param(param, int)
-    if not 1 <= n <= 16:
-        raise P11Error(CKR.MECHANISM_PARAM_INVALID, f"CMAC length {n}")
-    return n
+def cmac_ops(cipher: BlockCipher, mac_len: int) -> tuple[dict[str, Callable], dict[str, Callable]]:
+    """sign/verify factories of <cipher>_CMAC (a full-block MAC) and <cipher>_CMAC_GENERAL
+    (CK_MAC_GENERAL_PARAMS: a MAC of 1..block bytes), SP 800-38B over any block cipher."""
+
+    def general_len(param: Param) -> int:
+        n = require_param(param, int)
+        if not 1 <= n <= mac_len:
+            raise P11Error(CKR.MECHANISM_PARAM_INVALID, f"CMAC length {n}, not 1..{mac_len}")
+        return n
+
+    def sign(key: KeyView, param: Param) -> SignOp:
+        return CmacSign(cipher.key(key), mac_len)
+
+    def general_sign(key: KeyView, param: Param) -> SignOp:
+        return CmacSign(cipher.key(key), general_len(param))
+
+    return ({"sign": sign, "verify": lambda key, param: VerifyBySigning(sign(key, param))},
+            {"sign": general_sign, "verify": lambda key, param: VerifyBySigning(general_sign(key, param))})
 
 
-def _cmac_sign(key: KeyView, param: Param) -> SignOp:
-    return CmacSign(AES.key(key), 16)
-
-
-def _cmac_verify(key: KeyView, param: Param) -> VerifyOp:
-    return VerifyBySigning(_cmac_sign(key, param))
-
-
-def _cmac_general_sign(key: KeyView, param: Param) -> SignOp:
-    return CmacSign(AES.key(key), _cmac_len(param))
-
-
-def _cmac_general_verify(key: KeyView, param: Param) -> VerifyOp:
-    return VerifyBySigning(_cmac_general_sign(key, param))
+_CMAC, _CMAC_GENERAL = cmac_ops(AES, 16)
 
 
 register_key_type(KeyTypeSpec(CKK.AES, VARIABLE_SECRET_ATTRS, size=secret_len,
@@ -345,9 +344,9 @@ register(
               decrypt=lambda key, param: CtrOp(key, param, CKR.ENCRYPTED_DATA_LEN_RANGE)),
     Mechanism(CKM.AES_GCM, **AES_SIZES, param=ParamKind.GCM,
               encrypt=GcmEncryptOp, decrypt=GcmDecryptOp),
-    Mechanism(CKM.AES_CMAC, **AES_SIZES, sign=_cmac_sign, verify=_cmac_verify),
+    Mechanism(CKM.AES_CMAC, **AES_SIZES, **_CMAC),
     Mechanism(CKM.AES_CMAC_GENERAL, **AES_SIZES, param=ParamKind.ULONG,
-              sign=_cmac_general_sign, verify=_cmac_general_verify),
+              **_CMAC_GENERAL),
     Mechanism(CKM.AES_ECB_ENCRYPT_DATA, **AES_SIZES, param=ParamKind.DERIVATION_STRING,
               derive=encrypt_data_derive(AES, chained=False)),
     Mechanism(CKM.AES_CBC_ENCRYPT_DATA, **AES_SIZES, param=ParamKind.AES_CBC_DATA,

@@ -24,11 +24,10 @@ from cryptography.hazmat.primitives.ciphers import CipherAlgorithm
 
 from ..consts import CKA, CKK, CKM, CKO, CKR
 from ..errors import P11Error
-from .aes import WRAP_FLAGS, BlockCipher, CmacSign, block_mode_ops, encrypt_data_derive
+from .aes import WRAP_FLAGS, BlockCipher, block_mode_ops, cmac_ops, encrypt_data_derive
 from .generic import SECRET_VALUE, secret_len
 from .params import Param, ParamKind
-from .registry import (Attrs, KeyTypeSpec, KeyView, Mechanism, SignOp, Template,
-                       VerifyBySigning, VerifyOp, register, register_key_type, require_param)
+from .registry import Attrs, KeyTypeSpec, KeyView, Mechanism, Template, register, register_key_type
 
 try:  # cryptography >= 43 keeps TripleDES among the "decrepit" algorithms
     from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
@@ -102,28 +101,7 @@ def _generator(key_type: int):
 
 # --- DES3 CMAC (SP 800-38B with TDEA: 64-bit blocks, so MACs of up to 8 bytes) ---------------
 
-def _cmac_len(param: Param) -> int:
-    """CK_MAC_GENERAL_PARAMS of CKM_DES3_CMAC_GENERAL: the MAC length, 1..8 bytes."""
-    n = require_param(param, int)
-    if not 1 <= n <= DES3_CMAC_LEN:
-        raise P11Error(CKR.MECHANISM_PARAM_INVALID, f"CMAC length {n}")
-    return n
-
-
-def _cmac_sign(key: KeyView, param: Param) -> SignOp:
-    return CmacSign(DES3.key(key), DES3_CMAC_LEN)
-
-
-def _cmac_verify(key: KeyView, param: Param) -> VerifyOp:
-    return VerifyBySigning(_cmac_sign(key, param))
-
-
-def _cmac_general_sign(key: KeyView, param: Param) -> SignOp:
-    return CmacSign(DES3.key(key), _cmac_len(param))
-
-
-def _cmac_general_verify(key: KeyView, param: Param) -> VerifyOp:
-    return VerifyBySigning(_cmac_general_sign(key, param))
+_CMAC, _CMAC_GENERAL = cmac_ops(DES3, DES3_CMAC_LEN)
 
 
 # DES keys have CKA_VALUE only (footnotes 1,4,6,7); no CKA_VALUE_LEN, as in SoftHSM2.
@@ -159,7 +137,7 @@ register(
                        CKM.DES_ECB_ENCRYPT_DATA, CKM.DES_CBC_ENCRYPT_DATA),
     *_block_mechanisms(DES3, CKM.DES3_ECB, CKM.DES3_CBC, CKM.DES3_CBC_PAD,
                        CKM.DES3_ECB_ENCRYPT_DATA, CKM.DES3_CBC_ENCRYPT_DATA),
-    Mechanism(CKM.DES3_CMAC, **DES3_SIZES, sign=_cmac_sign, verify=_cmac_verify),
+    Mechanism(CKM.DES3_CMAC, **DES3_SIZES, **_CMAC),
     Mechanism(CKM.DES3_CMAC_GENERAL, **DES3_SIZES, param=ParamKind.ULONG,
-              sign=_cmac_general_sign, verify=_cmac_general_verify),
+              **_CMAC_GENERAL),
 )
