@@ -45,7 +45,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from ..config import Config
 from ..errors import P11Error
 from . import audit
-from .files import bump_epoch, private_dir, private_sqlite, write_private
+from .files import bump_epoch, private_dir, private_sqlite, set_head, write_private
 from .masterkey import MasterKeyError, mkvp as mkvp_of
 from .store import FORMAT
 
@@ -503,7 +503,7 @@ def restore(config: Config, ref: str, region: str, data_dir: Path | None = None,
     try:
         with _region_lock(new.region_dir):
             _write_units(new, data, origin, progress)
-            _set_head(new.region_dir, int(b.manifest["position"]))
+            set_head(new.region_dir, int(b.manifest["position"]))
             bump_epoch(new.region_dir)
             record = {"backup": b.id, "backup_path": str(b.path), "source_region": b.manifest["source_region"],
                       "region": region, "zones": list(new.zones), "origin": origin,
@@ -561,10 +561,6 @@ def _write_units(new: Config, data: bytes, origin: str, progress: ZoneProgress |
             os.replace(tmp, unit_dir / DB_NAME)
             (unit_dir / "registers.json").unlink(missing_ok=True)      # empty master-key registers
             _fsync_dir(unit_dir)
-
-
-def _set_head(region_dir: Path, position: int) -> None:
-    write_private(region_dir / "head", position.to_bytes(8, "big"))
 
 
 def _write_conf(new: Config) -> Path:

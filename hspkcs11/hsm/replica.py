@@ -26,7 +26,7 @@ from ..consts import CKR
 from ..errors import P11Error
 from . import audit
 from .faults import FaultFile, ZoneFaults
-from .files import EPOCH, epoch
+from .files import EPOCH, HEAD, Stamp, set_head
 from .store import CorruptRow, ObjectRow, TokenRow
 from .unit import CryptoUnit
 
@@ -66,12 +66,15 @@ class RegionService:
         self._health: tuple[tuple[int, int], list[CryptoUnit]] | None = None
         self._fault_view: dict[str, ZoneFaults] = {}
         self._key_ok = False
-        self._epoch_file = str(config.region_dir / EPOCH)
-        self._head_file = str(config.region_dir / "head")     # read per call: no pathlib
+        self._epoch = Stamp(config.region_dir / EPOCH)
+        self._head = Stamp(config.region_dir / HEAD)
+        self._readers: tuple[bytes, list[CryptoUnit]] | None = None
 
     def close(self) -> None:
         for unit in self.units:
             unit.store.close()
+        self._epoch.close()
+        self._head.close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
@@ -88,8 +91,8 @@ class RegionService:
 
     def healthy(self) -> list[CryptoUnit]:
         """Units that may serve, in zone order; recomputed only when the region's
-        administrative state changed (one stat of the epoch file per call)."""
-        stamp = epoch(self._epoch_file)
+        administrative state changed (one read of the mapped epoch stamp per call)."""
+        stamp = self._epoch.read()
         if self._health is not None and self._health[0] == stamp:
             return self._health[1]
         serving = self._compute_health()
@@ -151,6 +154,7 @@ class RegionService:
                 return fn(unit)
             except UNIT_FAILURES as exc:
                 errors.append(f"{unit.zone}: {exc}")
+                self._readers = None        # look at every unit's position again next time
                 log.warning("unit %s failed to %s (%s); failing over", unit.name, what, exc)
         raise self._none_left(what, errors)
 
@@ -175,24 +179,18 @@ class RegionService:
                 continue
         return out
 
-    def _head_path(self) -> str:
-        return self._head_file
-
     def head(self) -> int:
         """The region's newest change, recorded by every writer: a unit that was away
         cannot tell by itself what it missed."""
-        try:
-            with open(self._head_path(), "rb") as f:
-                return int.from_bytes(f.read(8), "big")
-        except (FileNotFoundError, ValueError):
-            return 0
+        return self._head.value()
 
     def set_head(self, seq: int) -> None:
-        fd = os.open(self._head_path(), os.O_WRONLY | os.O_CREAT, 0o600)
-        try:
-            os.pwrite(fd, seq.to_bytes(8, "big"), 0)
-        finally:
-            os.close(fd)
+        set_head(self.config.region_dir, seq)
+
+    def pulse(self) -> bytes:
+        """Moves whenever anything another process could see changes: a write anywhere in
+        the region (the head) or its administrative state (the epoch). Two memory reads."""
+        return self._head.read() + self._epoch.read()
 
     def catch_up(self, progress: Callable[[str, int], None] | None = None) -> tuple[list[CryptoUnit], int]:
         """Bring every healthy unit to the newest position (caller holds the write lock).
@@ -226,7 +224,16 @@ class RegionService:
         return sorted(current, key=self.units.index), head
 
     def readers(self) -> list[CryptoUnit]:
-        """Healthy units that hold every change; one that lags is caught up first."""
+        """Healthy units that hold every change; one that lags is caught up first.
+        Units that held every change still do while the pulse has not moved."""
+        pulse = self.pulse()
+        if self._readers is not None and self._readers[0] == pulse:
+            return self._readers[1]
+        readers = self._current_readers()
+        self._readers = (pulse, readers)
+        return readers
+
+    def _current_readers(self) -> list[CryptoUnit]:
         units = self.healthy()
         pos = self.positions(units)
         if pos and (len(set(pos.values())) > 1 or max(pos.values()) < self.head()):
@@ -243,7 +250,7 @@ class RegionService:
 
     def require_master_key(self) -> None:
         """Key use needs a serving unit with a current master key. Answered from the
-        health view (registers changes move the epoch), so it costs one stat."""
+        health view (registers changes move the epoch), so it costs one memory read."""
         units = self.healthy()
         if not units:
             raise self._none_left("use keys", [])
@@ -265,16 +272,12 @@ class ReplicatedStore:
 
     def __init__(self, service: RegionService) -> None:
         self.s = service
-        self._reader_zone: str | None = None
 
     def close(self) -> None:
         self.s.close()
 
     def _read(self, what: str, fn: Callable[[Any], T]) -> T:
-        def on(unit: CryptoUnit) -> T:
-            self._reader_zone = unit.zone
-            return fn(unit.store)
-        return self.s.each("read", what, on, self.s.readers())
+        return self.s.each("read", what, lambda unit: fn(unit.store), self.s.readers())
 
     def _write(self, what: str, fn: Callable[[Any, int], None], sealed_under: str | None = None) -> int:
         errors = []
@@ -298,21 +301,6 @@ class ReplicatedStore:
         return seq
 
     # reads
-    def data_version(self) -> tuple[str | None, int]:
-        """What tells a process that someone else wrote (its caches' freshness check,
-        run on every object lookup). While the last reader is still healthy this is its
-        own PRAGMA data_version: every other writer's change reaches it too. Otherwise
-        the full read path picks (and if need be catches up) a unit."""
-        zone = self._reader_zone
-        if zone is not None:
-            for unit in self.s.healthy():
-                if unit.zone == zone:
-                    try:
-                        return zone, unit.store.data_version()
-                    except UNIT_FAILURES:
-                        break
-        return self._read("read", lambda st: (self._reader_zone, st.data_version()))
-
     def last_change(self) -> int:
         return self._read("read", lambda st: st.position())
 

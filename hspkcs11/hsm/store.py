@@ -189,11 +189,6 @@ class Store:
                 raise
             self._db.execute("COMMIT")
 
-    def data_version(self) -> int:
-        """Changes when another connection commits (SQLite PRAGMA data_version)."""
-        with self._lock:
-            return self._db.execute("PRAGMA data_version").fetchone()[0]
-
     def position(self) -> int:
         """The region sequence number of the last change this unit holds."""
         with self._lock:

@@ -2,8 +2,9 @@
 
 Sessions and session objects live here only (they belong to the process). Token
 objects and tokens live in the unit's store; this process keeps a cache of them and
-drops entries that another process changed, which it learns from SQLite's
-`PRAGMA data_version` and the store's change log (DESIGN "Cost per call").
+drops entries that another process changed, which it learns from the region's pulse
+(two mapped stamps that every write and every administrative change move) and the
+store's change log (DESIGN "Cost per call").
 """
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ class State:
         self.rng_counter = 0
         self._next_session = 1
         self._next_object = SESSION_HANDLE_BASE
-        self._version = self.store.data_version()
+        self._pulse: bytes | None = None
         self._seq = self.store.last_change()
 
     def close(self) -> None:
@@ -65,20 +66,24 @@ class State:
     # ---- seeing other processes' changes ------------------------------------------------
 
     def sync(self) -> None:
-        version = self.store.data_version()
-        if version == self._version:
+        """Drop what another process changed. The pulse is read before the change log
+        and kept only once the log was read, so a failed read is retried next call."""
+        pulse = self.hsm.pulse()
+        if pulse == self._pulse:
             return
-        self._version = version
         for seq, _serial, handle, op in self.store.changes_since(self._seq):
             self._seq = seq
             if handle is None:
                 self._tokens = None
             else:
                 self.cache.pop(handle, None)
+        self._pulse = pulse
 
     def mark_own_write(self) -> None:
-        """After our own commit: the change log moved, our caches are already right."""
-        self._seq = self.store.last_change()
+        """After our own commit: read the change log now, so that another process's
+        change committed just before ours is not taken for ours (the caller then
+        caches what it wrote)."""
+        self.sync()
 
     # ---- tokens and slots ----------------------------------------------------------------
 
