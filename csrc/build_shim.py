@@ -37,15 +37,15 @@ extern "Python" CK_RV py_CloseAllSessions(CK_SLOT_ID);
 extern "Python" CK_RV py_GetSessionInfo(CK_SESSION_HANDLE, CK_SESSION_INFO *);
 extern "Python" CK_RV py_Login(CK_SESSION_HANDLE, CK_USER_TYPE, CK_UTF8CHAR_PTR, CK_ULONG);
 extern "Python" CK_RV py_Logout(CK_SESSION_HANDLE);
-extern "Python" CK_RV py_CreateObject(CK_SESSION_HANDLE, CK_ATTRIBUTE_PTR, CK_ULONG, CK_OBJECT_HANDLE_PTR);
-extern "Python" CK_RV py_CopyObject(CK_SESSION_HANDLE, CK_OBJECT_HANDLE, CK_ATTRIBUTE_PTR, CK_ULONG,
+extern "Python" CK_RV py_CreateObject(CK_SESSION_HANDLE, const CK_BYTE *, CK_ULONG, CK_OBJECT_HANDLE_PTR);
+extern "Python" CK_RV py_CopyObject(CK_SESSION_HANDLE, CK_OBJECT_HANDLE, const CK_BYTE *, CK_ULONG,
                                     CK_OBJECT_HANDLE_PTR);
 extern "Python" CK_RV py_DestroyObject(CK_SESSION_HANDLE, CK_OBJECT_HANDLE);
 extern "Python" CK_RV py_GetObjectSize(CK_SESSION_HANDLE, CK_OBJECT_HANDLE, CK_ULONG_PTR);
-extern "Python" CK_RV py_GetAttributeValue(CK_SESSION_HANDLE, CK_OBJECT_HANDLE, CK_ATTRIBUTE_PTR, CK_ULONG,
-                                           hs_attr_out *);
-extern "Python" CK_RV py_SetAttributeValue(CK_SESSION_HANDLE, CK_OBJECT_HANDLE, CK_ATTRIBUTE_PTR, CK_ULONG);
-extern "Python" CK_RV py_FindObjectsInit(CK_SESSION_HANDLE, CK_ATTRIBUTE_PTR, CK_ULONG);
+extern "Python" CK_RV py_GetAttributeValue(CK_SESSION_HANDLE, CK_OBJECT_HANDLE, const CK_ULONG *, CK_ULONG,
+                                           hs_attr_out *, hs_out *);
+extern "Python" CK_RV py_SetAttributeValue(CK_SESSION_HANDLE, CK_OBJECT_HANDLE, const CK_BYTE *, CK_ULONG);
+extern "Python" CK_RV py_FindObjectsInit(CK_SESSION_HANDLE, const CK_BYTE *, CK_ULONG);
 extern "Python" CK_RV py_FindObjects(CK_SESSION_HANDLE, CK_OBJECT_HANDLE_PTR, CK_ULONG, CK_ULONG_PTR);
 extern "Python" CK_RV py_FindObjectsFinal(CK_SESSION_HANDLE);
 extern "Python" CK_RV py_OpInit(int, CK_SESSION_HANDLE, CK_MECHANISM_PTR, CK_OBJECT_HANDLE);
@@ -53,15 +53,15 @@ extern "Python" CK_RV py_OpData(int, int, CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULO
 extern "Python" CK_RV py_OpFeed(int, CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG);
 extern "Python" CK_RV py_Verify(CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG, int);
 extern "Python" CK_RV py_DigestKey(CK_SESSION_HANDLE, CK_OBJECT_HANDLE);
-extern "Python" CK_RV py_GenerateKey(CK_SESSION_HANDLE, CK_MECHANISM_PTR, CK_ATTRIBUTE_PTR, CK_ULONG,
+extern "Python" CK_RV py_GenerateKey(CK_SESSION_HANDLE, CK_MECHANISM_PTR, const CK_BYTE *, CK_ULONG,
                                      CK_OBJECT_HANDLE_PTR);
-extern "Python" CK_RV py_GenerateKeyPair(CK_SESSION_HANDLE, CK_MECHANISM_PTR, CK_ATTRIBUTE_PTR, CK_ULONG,
-                                         CK_ATTRIBUTE_PTR, CK_ULONG, CK_OBJECT_HANDLE_PTR, CK_OBJECT_HANDLE_PTR);
+extern "Python" CK_RV py_GenerateKeyPair(CK_SESSION_HANDLE, CK_MECHANISM_PTR, const CK_BYTE *, CK_ULONG,
+                                         const CK_BYTE *, CK_ULONG, CK_OBJECT_HANDLE_PTR, CK_OBJECT_HANDLE_PTR);
 extern "Python" CK_RV py_WrapKey(CK_SESSION_HANDLE, CK_MECHANISM_PTR, CK_OBJECT_HANDLE, CK_OBJECT_HANDLE,
                                  hs_out *);
 extern "Python" CK_RV py_UnwrapKey(CK_SESSION_HANDLE, CK_MECHANISM_PTR, CK_OBJECT_HANDLE, CK_BYTE_PTR, CK_ULONG,
-                                   CK_ATTRIBUTE_PTR, CK_ULONG, CK_OBJECT_HANDLE_PTR);
-extern "Python" CK_RV py_DeriveKey(CK_SESSION_HANDLE, CK_MECHANISM_PTR, CK_OBJECT_HANDLE, CK_ATTRIBUTE_PTR,
+                                   const CK_BYTE *, CK_ULONG, CK_OBJECT_HANDLE_PTR);
+extern "Python" CK_RV py_DeriveKey(CK_SESSION_HANDLE, CK_MECHANISM_PTR, CK_OBJECT_HANDLE, const CK_BYTE *,
                                    CK_ULONG, CK_OBJECT_HANDLE_PTR);
 extern "Python" CK_RV py_SeedRandom(CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG);
 extern "Python" CK_RV py_GenerateRandom(CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG);

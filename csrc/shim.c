@@ -321,6 +321,59 @@ HS_EXPORT CK_RV C_Login(CK_SESSION_HANDLE h, CK_USER_TYPE userType, CK_UTF8CHAR_
 
 HS_EXPORT CK_RV C_Logout(CK_SESSION_HANDLE h) { INITED(); return py_Logout(h); }
 
+/* ---- templates, flattened for Python -------------------------------------------------
+ * Reading a CK_ATTRIBUTE array field by field through cffi costs about a microsecond an
+ * attribute; one flat buffer (layout in shim.h) costs Python one copy. Whether a NULL
+ * value is an error is Python's to say: for C_FindObjectsInit it only matches nothing. */
+
+typedef struct hs_flat { CK_BYTE *ptr; CK_ULONG len; CK_BYTE stack[1024]; } hs_flat;
+
+static CK_ULONG hs_value_len(const CK_ATTRIBUTE *a)
+{
+    return a->pValue == NULL ? 0 : a->ulValueLen;
+}
+
+static CK_RV hs_flatten(const CK_ATTRIBUTE *t, CK_ULONG n, hs_flat *f)
+{
+    const CK_ULONG head = 2 * sizeof(CK_ULONG), limit = (CK_ULONG)1 << 40;
+    CK_ULONG need = 0;
+    for (CK_ULONG i = 0; i < n; i++) {
+        CK_ULONG v = hs_value_len(&t[i]);
+        if (v > limit || need > limit)      /* no such template fits in memory */
+            return HS_CKR_HOST_MEMORY;
+        need += head + ((v + 7) & ~(CK_ULONG)7);
+    }
+    f->len = need;
+    f->ptr = need <= sizeof f->stack ? f->stack : malloc(need);
+    if (f->ptr == NULL)
+        return HS_CKR_HOST_MEMORY;
+    CK_BYTE *p = f->ptr;
+    for (CK_ULONG i = 0; i < n; i++) {
+        CK_ULONG v = hs_value_len(&t[i]), padded = (v + 7) & ~(CK_ULONG)7;
+        CK_ULONG record[2] = {t[i].type, t[i].pValue == NULL && t[i].ulValueLen ? HS_NULL_VALUE : v};
+        memcpy(p, record, head);
+        if (v)
+            memcpy(p + head, t[i].pValue, v);
+        memset(p + head + v, 0, padded - v);
+        p += head + padded;
+    }
+    return HS_CKR_OK;
+}
+
+static void hs_flat_free(hs_flat *f)
+{
+    if (f->ptr != f->stack)
+        free(f->ptr);
+}
+
+/* Return what `call` (an expression using f.ptr, f.len) returns over a flattened template. */
+#define RETURN_WITH_FLAT(f, tmpl, count, call) do { \
+        hs_flat f; \
+        CK_RV rv_ = hs_flatten((tmpl), (count), &f); \
+        if (rv_ == HS_CKR_OK) { rv_ = (call); hs_flat_free(&f); } \
+        return rv_; \
+    } while (0)
+
 /* ---- objects --------------------------------------------------------------------- */
 
 HS_EXPORT CK_RV C_CreateObject(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount,
@@ -329,7 +382,7 @@ HS_EXPORT CK_RV C_CreateObject(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR pTemplate, 
     INITED();
     NEED_BUF(pTemplate, ulCount);
     NEED_PTR(phObject);
-    return py_CreateObject(h, pTemplate, ulCount, phObject);
+    RETURN_WITH_FLAT(f, pTemplate, ulCount, py_CreateObject(h, f.ptr, f.len, phObject));
 }
 
 HS_EXPORT CK_RV C_CopyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE hObject, CK_ATTRIBUTE_PTR pTemplate,
@@ -338,7 +391,7 @@ HS_EXPORT CK_RV C_CopyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE hObject, CK_A
     INITED();
     NEED_BUF(pTemplate, ulCount);
     NEED_PTR(phNewObject);
-    return py_CopyObject(h, hObject, pTemplate, ulCount, phNewObject);
+    RETURN_WITH_FLAT(f, pTemplate, ulCount, py_CopyObject(h, hObject, f.ptr, f.len, phNewObject));
 }
 
 HS_EXPORT CK_RV C_DestroyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE hObject)
@@ -362,11 +415,23 @@ HS_EXPORT CK_RV C_GetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE hObjec
 {
     INITED();
     NEED_BUF(pTemplate, ulCount);
-    hs_attr_out stack_out[16];
-    hs_attr_out *out = ulCount <= 16 ? stack_out : calloc(ulCount, sizeof *out);
-    if (out == NULL)
-        return HS_CKR_HOST_MEMORY;
-    CK_RV rv = py_GetAttributeValue(h, hObject, pTemplate, ulCount, out);
+    /* Python gets the types as one CK_ULONG array (one read) and answers in `out`
+     * and `values`. */
+    CK_ULONG stack_types[16], *types = stack_types;
+    hs_attr_out stack_out[16], *out = stack_out;
+    if (ulCount > 16) {
+        types = calloc(ulCount, sizeof *types);
+        out = calloc(ulCount, sizeof *out);
+        if (types == NULL || out == NULL) {
+            free(types);
+            free(out);
+            return HS_CKR_HOST_MEMORY;
+        }
+    }
+    for (CK_ULONG i = 0; i < ulCount; i++)
+        types[i] = pTemplate[i].type;
+    hs_out values = {0};
+    CK_RV rv = py_GetAttributeValue(h, hObject, types, ulCount, out, &values);
     if (rv == HS_CKR_OK) {
         for (CK_ULONG i = 0; i < ulCount; i++) {
             CK_ATTRIBUTE *a = &pTemplate[i];
@@ -380,13 +445,15 @@ HS_EXPORT CK_RV C_GetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE hObjec
                 rv = HS_CKR_BUFFER_TOO_SMALL;
             } else {
                 if (out[i].len)
-                    memcpy(a->pValue, out[i].ptr, out[i].len);
+                    memcpy(a->pValue, values.ptr + out[i].offset, out[i].len);
                 a->ulValueLen = out[i].len;
             }
         }
     }
-    if (out != stack_out)
+    if (out != stack_out) {
         free(out);
+        free(types);
+    }
     return rv;
 }
 
@@ -395,14 +462,14 @@ HS_EXPORT CK_RV C_SetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE hObjec
 {
     INITED();
     NEED_BUF(pTemplate, ulCount);
-    return py_SetAttributeValue(h, hObject, pTemplate, ulCount);
+    RETURN_WITH_FLAT(f, pTemplate, ulCount, py_SetAttributeValue(h, hObject, f.ptr, f.len));
 }
 
 HS_EXPORT CK_RV C_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount)
 {
     INITED();
     NEED_BUF(pTemplate, ulCount);
-    return py_FindObjectsInit(h, pTemplate, ulCount);
+    RETURN_WITH_FLAT(f, pTemplate, ulCount, py_FindObjectsInit(h, f.ptr, f.len));
 }
 
 HS_EXPORT CK_RV C_FindObjects(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE_PTR phObject, CK_ULONG ulMaxCount,
@@ -517,7 +584,7 @@ HS_EXPORT CK_RV C_GenerateKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR pMechanism, 
     NEED_PTR(pMechanism);
     NEED_BUF(pTemplate, ulCount);
     NEED_PTR(phKey);
-    return py_GenerateKey(h, pMechanism, pTemplate, ulCount, phKey);
+    RETURN_WITH_FLAT(f, pTemplate, ulCount, py_GenerateKey(h, pMechanism, f.ptr, f.len, phKey));
 }
 
 HS_EXPORT CK_RV C_GenerateKeyPair(CK_SESSION_HANDLE h, CK_MECHANISM_PTR pMechanism,
@@ -531,8 +598,17 @@ HS_EXPORT CK_RV C_GenerateKeyPair(CK_SESSION_HANDLE h, CK_MECHANISM_PTR pMechani
     NEED_BUF(pPrivTemplate, ulPrivCount);
     NEED_PTR(phPub);
     NEED_PTR(phPriv);
-    return py_GenerateKeyPair(h, pMechanism, pPubTemplate, ulPubCount, pPrivTemplate, ulPrivCount,
-                              phPub, phPriv);
+    hs_flat pub, priv;
+    CK_RV rv = hs_flatten(pPubTemplate, ulPubCount, &pub);
+    if (rv != HS_CKR_OK)
+        return rv;
+    rv = hs_flatten(pPrivTemplate, ulPrivCount, &priv);
+    if (rv == HS_CKR_OK) {
+        rv = py_GenerateKeyPair(h, pMechanism, pub.ptr, pub.len, priv.ptr, priv.len, phPub, phPriv);
+        hs_flat_free(&priv);
+    }
+    hs_flat_free(&pub);
+    return rv;
 }
 
 HS_EXPORT CK_RV C_WrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hWrappingKey,
@@ -555,7 +631,8 @@ HS_EXPORT CK_RV C_UnwrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR pMechanism, CK
     NEED_BUF(pWrapped, ulWrappedLen);
     NEED_BUF(pTemplate, ulCount);
     NEED_PTR(phKey);
-    return py_UnwrapKey(h, pMechanism, hUnwrappingKey, pWrapped, ulWrappedLen, pTemplate, ulCount, phKey);
+    RETURN_WITH_FLAT(f, pTemplate, ulCount,
+              py_UnwrapKey(h, pMechanism, hUnwrappingKey, pWrapped, ulWrappedLen, f.ptr, f.len, phKey));
 }
 
 HS_EXPORT CK_RV C_DeriveKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hBaseKey,
@@ -565,7 +642,7 @@ HS_EXPORT CK_RV C_DeriveKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR pMechanism, CK
     NEED_PTR(pMechanism);
     NEED_BUF(pTemplate, ulCount);
     NEED_PTR(phKey);
-    return py_DeriveKey(h, pMechanism, hBaseKey, pTemplate, ulCount, phKey);
+    RETURN_WITH_FLAT(f, pTemplate, ulCount, py_DeriveKey(h, pMechanism, hBaseKey, f.ptr, f.len, phKey));
 }
 
 /* ---- random numbers and legacy functions ---------------------------------------- */

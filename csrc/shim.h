@@ -8,8 +8,15 @@
 typedef struct hs_out { const CK_BYTE *ptr; CK_ULONG len; } hs_out;
 
 /* One attribute of C_GetAttributeValue as Python resolved it: `status` is CKR_OK, or
- * CKR_ATTRIBUTE_SENSITIVE / CKR_ATTRIBUTE_TYPE_INVALID for that attribute alone. */
-typedef struct hs_attr_out { CK_RV status; const CK_BYTE *ptr; CK_ULONG len; } hs_attr_out;
+ * CKR_ATTRIBUTE_SENSITIVE / CKR_ATTRIBUTE_TYPE_INVALID for that attribute alone; its
+ * value is `len` bytes at `offset` in the call's one hs_out (Python writes the whole
+ * array with one memmove). */
+typedef struct hs_attr_out { CK_RV status; CK_ULONG offset; CK_ULONG len; } hs_attr_out;
+
+/* A template flattened for Python (shim.c hs_flatten): per attribute, its type and
+ * length as CK_ULONGs, then its value zero-padded to a multiple of 8 bytes. A NULL
+ * value that claims a length has the length HS_NULL_VALUE and no value bytes. */
+static const CK_ULONG HS_NULL_VALUE = (CK_ULONG)-1;
 
 /* Operation kinds and data calls, shared by the *Init and data entry points. */
 enum hs_op { HS_OP_ENCRYPT = 0, HS_OP_DECRYPT = 1, HS_OP_DIGEST = 2, HS_OP_SIGN = 3, HS_OP_VERIFY = 4 };

@@ -287,8 +287,10 @@ def test_des3_cmac_general(session: Session, differs: Differs, length: int) -> N
     mac = key.sign(b"message", mechanism=M.DES3_CMAC_GENERAL, mechanism_param=ulong(length))
     assert mac == full[:length]
     key._verify(b"message", mac, mechanism=M.DES3_CMAC_GENERAL, mechanism_param=ulong(length))
+    # A changed MAC, not a changed message: a 1-byte MAC of another message matches 1 time in 256.
+    bad = bytes([mac[0] ^ 1]) + mac[1:]
     with pytest.raises(SignatureInvalid):
-        key._verify(b"messagf", mac, mechanism=M.DES3_CMAC_GENERAL, mechanism_param=ulong(length))
+        key._verify(b"message", bad, mechanism=M.DES3_CMAC_GENERAL, mechanism_param=ulong(length))
 
 
 # --- domain parameters ------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import struct
 import threading
 import time
 from typing import Any, Callable
@@ -129,18 +130,37 @@ def _pin(ptr: Any, n: int) -> bytes:
     return value
 
 
-def _template(ptr: Any, n: int) -> dict[int, Any]:
-    """A CK_ATTRIBUTE array as {CKA: value}; bad entries get the spec's codes."""
+_RECORD = struct.Struct("@LL")     # one flattened attribute's type and length (csrc/shim.h)
+_NULL_VALUE = (1 << 64) - 1        # HS_NULL_VALUE: a NULL value that claims a length
+
+
+def _template(flat: Any, size: int) -> dict[int, Any]:
+    """A template the shim flattened (csrc/shim.c hs_flatten) as {CKA: value}; bad
+    entries get the spec's codes."""
+    data = ffi.buffer(flat, size)[:] if size else b""
     out: dict[int, Any] = {}
-    for i in range(n):
-        a = ptr[i]
-        raw = _bytes(a.pValue, a.ulValueLen)
-        if raw is None:
-            raise P11Error(CKR.ATTRIBUTE_VALUE_INVALID, f"attribute 0x{a.type:x}: NULL value with a length")
-        if a.type in out:
-            raise P11Error(CKR.TEMPLATE_INCONSISTENT, f"attribute 0x{a.type:x} appears twice")
-        out[a.type] = codec.decode(a.type, raw)
+    off = 0
+    while off < size:
+        cka, n = _RECORD.unpack_from(data, off)
+        off += 16
+        if n == _NULL_VALUE:
+            raise P11Error(CKR.ATTRIBUTE_VALUE_INVALID, f"attribute 0x{cka:x}: NULL value with a length")
+        if cka in out:
+            raise P11Error(CKR.TEMPLATE_INCONSISTENT, f"attribute 0x{cka:x} appears twice")
+        out[cka] = codec.decode(cka, data[off:off + n])
+        off += (n + 7) & ~7
     return out
+
+
+def template_types(flat: Any, size: int) -> list[int]:
+    """The attribute types of a flattened template, in order (the call trace)."""
+    data = ffi.buffer(flat, size)[:] if size else b""
+    types, off = [], 0
+    while off < size:
+        cka, n = _RECORD.unpack_from(data, off)
+        types.append(cka)
+        off += 16 + (0 if n == _NULL_VALUE else (n + 7) & ~7)
+    return types
 
 
 def _find_template(ptr: Any, n: int) -> dict[int, Any] | None:
@@ -355,15 +375,16 @@ def py_GetObjectSize(h: int, obj: int, out: Any) -> int:
     return CKR.OK
 
 
-def py_GetAttributeValue(h: int, obj: int, tmpl: Any, n: int, out: Any) -> int:
+def py_GetAttributeValue(h: int, obj: int, types: Any, n: int, out: Any, values: Any) -> int:
     st, s = _session(h)
-    results = manage.get_attributes(st, s, obj, [tmpl[i].type for i in range(n)])
-    keep = []
-    for i, (status, value) in enumerate(results):
-        buf = ffi.from_buffer(value)
-        keep.append((value, buf))
-        out[i].status, out[i].ptr, out[i].len = status, buf, len(value)
-    _keep.value = keep
+    results = manage.get_attributes(st, s, obj, ffi.unpack(types, n))
+    table, offset = [], 0
+    for status, value in results:
+        table += (status, offset, len(value))
+        offset += len(value)
+    image = struct.pack(f"@{len(table)}L", *table)     # hs_attr_out[n] in one memmove
+    ffi.memmove(out, image, len(image))
+    _out(values, b"".join(value for _, value in results))
     return CKR.OK
 
 

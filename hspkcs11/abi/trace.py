@@ -11,7 +11,8 @@ from ..p11.crypto import Op, Step
 
 SECRET = {"pin", "old", "new"}                      # PIN arguments
 BUFFERS = {"data", "part", "sig", "seed", "wrapped", "buf", "label"}
-TEMPLATES = {"tmpl", "pub", "priv"}                 # followed by their count argument
+TEMPLATES = {"tmpl", "pub", "priv"}                 # flattened; followed by their size
+TYPES = "types"                                     # C_GetAttributeValue's types; then their count
 OUTPUTS = {"out", "info", "count", "pub_out", "priv_out"}
 
 
@@ -58,9 +59,9 @@ class Tracer:
             if name in SECRET:
                 shown.append(f"{name}=***")
                 skip_next = i + 1 < len(self.params) and self.params[i + 1] in ("n", "old_n", "new_n", "pin_len")
-            elif name in TEMPLATES:
+            elif name in TEMPLATES or name == TYPES:
                 count = args[i + 1] if i + 1 < len(args) else 0
-                shown.append(f"{name}=[{', '.join(self._attr_names(value, count))}]")
+                shown.append(f"{name}=[{', '.join(self._attr_names(name, value, count))}]")
                 skip_next = True
             elif name in BUFFERS:
                 size = args[i + 1] if i + 1 < len(args) and isinstance(args[i + 1], int) else "?"
@@ -79,7 +80,12 @@ class Tracer:
                 shown.append(f"{name}=<ptr>")
         return c_name(self.py_name, named), ", ".join(shown)
 
-    def _attr_names(self, tmpl: Any, count: int) -> list[str]:
+    def _attr_names(self, name: str, tmpl: Any, count: int) -> list[str]:
         if tmpl == self.ffi.NULL:
             return []
-        return ["CKA_" + _name(CKA, tmpl[i].type) for i in range(min(count, 64))]
+        if name == TYPES:
+            types = self.ffi.unpack(tmpl, min(count, 64))
+        else:
+            from .bridge import template_types
+            types = template_types(tmpl, count)[:64]
+        return ["CKA_" + _name(CKA, t) for t in types]

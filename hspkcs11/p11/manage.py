@@ -22,7 +22,7 @@ def finish_secret_key(attrs: dict[int, Any]) -> None:
     spec = KEY_TYPES[attrs[CKA.KEY_TYPE]]
     if spec.check_value is not None:
         spec.check_value(attrs[CKA.VALUE])
-    if CKA.VALUE_LEN in schema.rules(CKO.SECRET_KEY, attrs[CKA.KEY_TYPE]):
+    if CKA.VALUE_LEN in schema.compiled(CKO.SECRET_KEY, attrs[CKA.KEY_TYPE]).flags:
         attrs[CKA.VALUE_LEN] = len(attrs[CKA.VALUE])
 
 
@@ -105,18 +105,24 @@ def object_size(st: State, s: Session, handle: int) -> int:
 def get_attributes(st: State, s: Session, handle: int, types: list[int]) -> list[tuple[int, bytes]]:
     """(status, value) per attribute; C applies the per-attribute rules of Base §5.7."""
     obj = st.object(s, handle)
-    table = schema.rules(obj.klass, obj.attrs.get(CKA.KEY_TYPE))
+    attrs = obj.attrs
+    rules = schema.compiled(obj.klass, attrs.get(CKA.KEY_TYPE))
+    # Table 10 footnote 7: a sensitive or unextractable key never reveals these.
+    hidden = rules.sensitive if attrs.get(CKA.SENSITIVE) or not attrs.get(CKA.EXTRACTABLE, True) else ()
     out: list[tuple[int, bytes]] = []
     for cka in types:
-        if cka not in table or not codec.known(cka):
-            out.append((CKR.ATTRIBUTE_TYPE_INVALID, b""))
-        elif not schema.readable(obj.attrs, cka):
-            out.append((CKR.ATTRIBUTE_SENSITIVE, b""))
+        if cka not in rules.flags or not codec.known(cka):
+            out.append(_NO_SUCH_ATTRIBUTE)
+        elif cka in hidden:
+            out.append(_SENSITIVE)
         else:
-            value = obj.attr(cka)
-            out.append((CKR.ATTRIBUTE_TYPE_INVALID, b"") if value is None
-                       else (CKR.OK, codec.encode(cka, value)))
+            value = attrs[cka] if cka in attrs else obj.attr(cka)
+            out.append(_NO_SUCH_ATTRIBUTE if value is None else (CKR.OK, codec.encode(cka, value)))
     return out
+
+
+_NO_SUCH_ATTRIBUTE = (CKR.ATTRIBUTE_TYPE_INVALID, b"")
+_SENSITIVE = (CKR.ATTRIBUTE_SENSITIVE, b"")
 
 
 def set_attributes(st: State, s: Session, handle: int, template: dict[int, Any]) -> None:

@@ -102,9 +102,10 @@ class P11Object:
 
 
 def split(attrs: dict[int, Any]) -> tuple[dict[int, Any], dict[int, Any]]:
+    sealed = schema.compiled(attrs[CKA.CLASS], attrs.get(CKA.KEY_TYPE)).sealed
     public, secret = {}, {}
     for cka, value in attrs.items():
-        (secret if schema.is_sealed(attrs, cka) else public)[cka] = value
+        (secret if cka in sealed else public)[cka] = value
     return public, secret
 
 

@@ -234,13 +234,6 @@ def check_change(attrs: Mapping[int, Any], changes: Mapping[int, Any], is_so: bo
             raise P11Error(CKR.ATTRIBUTE_READ_ONLY, f"only the SO may set {_n(cka)}")
 
 
-def readable(attrs: Mapping[int, Any], cka: int) -> bool:
-    """False for an attribute the spec forbids revealing (table 10 footnote 7)."""
-    if cka not in compiled(attrs[CKA.CLASS], attrs.get(CKA.KEY_TYPE)).sensitive:
-        return True
-    return not attrs.get(CKA.SENSITIVE, False) and attrs.get(CKA.EXTRACTABLE, True)
-
-
 def is_sealed(attrs: Mapping[int, Any], cka: int) -> bool:
     return cka in compiled(attrs[CKA.CLASS], attrs.get(CKA.KEY_TYPE)).sealed
 
