@@ -58,7 +58,7 @@ extern "Python" CK_RV py_GenerateKey(CK_SESSION_HANDLE, CK_MECHANISM_PTR, const 
 extern "Python" CK_RV py_GenerateKeyPair(CK_SESSION_HANDLE, CK_MECHANISM_PTR, const CK_BYTE *, CK_ULONG,
                                          const CK_BYTE *, CK_ULONG, CK_OBJECT_HANDLE_PTR, CK_OBJECT_HANDLE_PTR);
 extern "Python" CK_RV py_WrapKey(CK_SESSION_HANDLE, CK_MECHANISM_PTR, CK_OBJECT_HANDLE, CK_OBJECT_HANDLE,
-                                 hs_out *);
+                                 hs_out *, int *);
 extern "Python" CK_RV py_UnwrapKey(CK_SESSION_HANDLE, CK_MECHANISM_PTR, CK_OBJECT_HANDLE, CK_BYTE_PTR, CK_ULONG,
                                    const CK_BYTE *, CK_ULONG, CK_OBJECT_HANDLE_PTR);
 extern "Python" CK_RV py_DeriveKey(CK_SESSION_HANDLE, CK_MECHANISM_PTR, CK_OBJECT_HANDLE, const CK_BYTE *,

@@ -164,6 +164,124 @@ static CK_RV hs_deliver(CK_RV rv, const hs_out *o, void *buf, CK_ULONG *count, s
     return HS_CKR_OK;
 }
 
+/* ---- answers kept while nothing changed (issue 7) -----------------------------------
+ * Most clients call C_GetAttributeValue and C_WrapKey twice, once for the lengths and
+ * once for the values (Base §5.2), and many read the same attributes again and again.
+ * An answer is still the answer while nothing it depends on changed: no call of this
+ * process that changes objects, sessions or logins has run (g_generation, moved after
+ * each such call), and no process wrote to the region or changed its zones or master
+ * key (the region's pulse: the head and epoch stamps Python maps, hsm/files.Stamp, and
+ * lends us with hs_set_pulse). Each thread keeps its last answer with the stamp it was
+ * computed under, and answers the same call again from it without crossing into Python. */
+
+static uint64_t g_generation;
+static const uint64_t *volatile g_pulse[2];       /* head, epoch; NULL: no region open */
+
+void hs_set_pulse(const CK_BYTE *head, const CK_BYTE *epoch)
+{
+    g_pulse[0] = (const uint64_t *)head;
+    g_pulse[1] = (const uint64_t *)epoch;
+    __atomic_add_fetch(&g_generation, 1, __ATOMIC_ACQ_REL);
+}
+
+/* After any call that may change what another call answers. */
+static CK_RV hs_changed(CK_RV rv)
+{
+    __atomic_add_fetch(&g_generation, 1, __ATOMIC_ACQ_REL);
+    return rv;
+}
+
+typedef struct hs_stamp { uint64_t generation, head, epoch; int valid; } hs_stamp;
+
+static hs_stamp hs_now(void)
+{
+    hs_stamp t = {__atomic_load_n(&g_generation, __ATOMIC_ACQUIRE), 0, 0, 0};
+    const uint64_t *head = g_pulse[0], *epoch = g_pulse[1];
+    if (head != NULL && epoch != NULL) {
+        t.head = __atomic_load_n(head, __ATOMIC_ACQUIRE);
+        t.epoch = __atomic_load_n(epoch, __ATOMIC_ACQUIRE);
+        t.valid = 1;
+    }
+    return t;
+}
+
+static int hs_same_stamp(const hs_stamp *a, const hs_stamp *b)
+{
+    return a->valid && b->valid && a->generation == b->generation && a->head == b->head &&
+           a->epoch == b->epoch;
+}
+
+enum { HS_MEMO_NONE, HS_MEMO_ATTRS, HS_MEMO_WRAP };
+#define HS_MEMO_MAX_ATTRS 32
+#define HS_MEMO_MAX_VALUES 4096
+#define HS_MEMO_MAX_PARAM 64
+
+typedef struct hs_memo {
+    int kind;
+    hs_stamp at;
+    CK_SESSION_HANDLE session;
+    CK_OBJECT_HANDLE a, b;                  /* the object; or the wrapping key and the key */
+    CK_MECHANISM_TYPE mech;
+    CK_ULONG param_len;
+    int param_null;
+    CK_BYTE param[HS_MEMO_MAX_PARAM];
+    CK_ULONG count;
+    CK_ULONG types[HS_MEMO_MAX_ATTRS];
+    hs_attr_out out[HS_MEMO_MAX_ATTRS];
+    CK_ULONG len;
+    CK_BYTE values[HS_MEMO_MAX_VALUES];     /* may hold a non-sensitive key value: wiped */
+} hs_memo;
+
+static pthread_key_t g_memo_key;
+static pthread_once_t g_memo_once = PTHREAD_ONCE_INIT;
+
+static void hs_memo_free(void *m)
+{
+    explicit_bzero(m, sizeof(hs_memo));
+    free(m);
+}
+
+static void hs_memo_init(void) { pthread_key_create(&g_memo_key, hs_memo_free); }
+
+/* This thread's memo, or NULL (no memory: calls then simply cross every time). */
+static hs_memo *hs_memo_get(void)
+{
+    pthread_once(&g_memo_once, hs_memo_init);
+    hs_memo *m = pthread_getspecific(g_memo_key);
+    if (m == NULL && (m = calloc(1, sizeof *m)) != NULL && pthread_setspecific(g_memo_key, m) != 0) {
+        free(m);
+        m = NULL;
+    }
+    return m;
+}
+
+static int hs_same_mechanism(const hs_memo *m, const CK_MECHANISM *mech)
+{
+    return m->mech == mech->mechanism && m->param_len == mech->ulParameterLen &&
+           m->param_null == (mech->pParameter == NULL) &&
+           (m->param_len == 0 || mech->pParameter == NULL || memcmp(m->param, mech->pParameter, m->param_len) == 0);
+}
+
+static int hs_memo_keep_mechanism(hs_memo *m, const CK_MECHANISM *mech)
+{
+    if (mech->ulParameterLen > HS_MEMO_MAX_PARAM)
+        return 0;
+    m->mech = mech->mechanism;
+    m->param_len = mech->ulParameterLen;
+    m->param_null = mech->pParameter == NULL;
+    if (mech->pParameter != NULL && m->param_len)
+        memcpy(m->param, mech->pParameter, m->param_len);
+    return 1;
+}
+
+static void hs_memo_keep_values(hs_memo *m, const hs_stamp *at, const hs_out *v)
+{
+    m->at = *at;
+    m->len = v->len;
+    if (v->len)
+        memcpy(m->values, v->ptr, v->len);
+}
+
 /* ---- general purpose and slot/token functions --------------------------------------- */
 
 static CK_RV hs_check_init_args(const CK_C_INITIALIZE_ARGS *a)
@@ -189,7 +307,7 @@ HS_EXPORT CK_RV C_Initialize(CK_VOID_PTR pInitArgs)
     if (rv != HS_CKR_OK)
         return rv;
     READY();
-    rv = py_Initialize(pInitArgs ? ((CK_C_INITIALIZE_ARGS *)pInitArgs)->flags : 0);
+    rv = hs_changed(py_Initialize(pInitArgs ? ((CK_C_INITIALIZE_ARGS *)pInitArgs)->flags : 0));
     if (rv == HS_CKR_OK)
         g_init_pid = getpid();
     return rv;
@@ -200,7 +318,7 @@ HS_EXPORT CK_RV C_Finalize(CK_VOID_PTR pReserved)
     INITED();
     if (pReserved != NULL)
         return HS_CKR_ARGUMENTS_BAD;
-    CK_RV rv = py_Finalize();
+    CK_RV rv = hs_changed(py_Finalize());
     if (rv == HS_CKR_OK)
         g_init_pid = 0;
     return rv;
@@ -255,14 +373,14 @@ HS_EXPORT CK_RV C_InitToken(CK_SLOT_ID slotID, CK_UTF8CHAR_PTR pPin, CK_ULONG ul
     INITED();
     NEED_BUF(pPin, ulPinLen);
     NEED_PTR(pLabel);
-    return py_InitToken(slotID, pPin, ulPinLen, pLabel);
+    return hs_changed(py_InitToken(slotID, pPin, ulPinLen, pLabel));
 }
 
 HS_EXPORT CK_RV C_InitPIN(CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR pPin, CK_ULONG ulPinLen)
 {
     INITED();
     NEED_BUF(pPin, ulPinLen);
-    return py_InitPIN(h, pPin, ulPinLen);
+    return hs_changed(py_InitPIN(h, pPin, ulPinLen));
 }
 
 HS_EXPORT CK_RV C_SetPIN(CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR pOld, CK_ULONG ulOldLen,
@@ -271,7 +389,7 @@ HS_EXPORT CK_RV C_SetPIN(CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR pOld, CK_ULONG ulO
     INITED();
     NEED_BUF(pOld, ulOldLen);
     NEED_BUF(pNew, ulNewLen);
-    return py_SetPIN(h, pOld, ulOldLen, pNew, ulNewLen);
+    return hs_changed(py_SetPIN(h, pOld, ulOldLen, pNew, ulNewLen));
 }
 
 /* ---- sessions -------------------------------------------------------------------- */
@@ -286,8 +404,8 @@ HS_EXPORT CK_RV C_OpenSession(CK_SLOT_ID slotID, CK_FLAGS flags, CK_VOID_PTR pAp
     return py_OpenSession(slotID, flags, phSession);
 }
 
-HS_EXPORT CK_RV C_CloseSession(CK_SESSION_HANDLE h) { INITED(); return py_CloseSession(h); }
-HS_EXPORT CK_RV C_CloseAllSessions(CK_SLOT_ID slotID) { INITED(); return py_CloseAllSessions(slotID); }
+HS_EXPORT CK_RV C_CloseSession(CK_SESSION_HANDLE h) { INITED(); return hs_changed(py_CloseSession(h)); }
+HS_EXPORT CK_RV C_CloseAllSessions(CK_SLOT_ID slotID) { INITED(); return hs_changed(py_CloseAllSessions(slotID)); }
 
 HS_EXPORT CK_RV C_GetSessionInfo(CK_SESSION_HANDLE h, CK_SESSION_INFO *pInfo)
 {
@@ -316,10 +434,10 @@ HS_EXPORT CK_RV C_Login(CK_SESSION_HANDLE h, CK_USER_TYPE userType, CK_UTF8CHAR_
 {
     INITED();
     NEED_BUF(pPin, ulPinLen);
-    return py_Login(h, userType, pPin, ulPinLen);
+    return hs_changed(py_Login(h, userType, pPin, ulPinLen));
 }
 
-HS_EXPORT CK_RV C_Logout(CK_SESSION_HANDLE h) { INITED(); return py_Logout(h); }
+HS_EXPORT CK_RV C_Logout(CK_SESSION_HANDLE h) { INITED(); return hs_changed(py_Logout(h)); }
 
 /* ---- templates, flattened for Python -------------------------------------------------
  * Reading a CK_ATTRIBUTE array field by field through cffi costs about a microsecond an
@@ -382,7 +500,7 @@ HS_EXPORT CK_RV C_CreateObject(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR pTemplate, 
     INITED();
     NEED_BUF(pTemplate, ulCount);
     NEED_PTR(phObject);
-    RETURN_WITH_FLAT(f, pTemplate, ulCount, py_CreateObject(h, f.ptr, f.len, phObject));
+    RETURN_WITH_FLAT(f, pTemplate, ulCount, hs_changed(py_CreateObject(h, f.ptr, f.len, phObject)));
 }
 
 HS_EXPORT CK_RV C_CopyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE hObject, CK_ATTRIBUTE_PTR pTemplate,
@@ -391,13 +509,13 @@ HS_EXPORT CK_RV C_CopyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE hObject, CK_A
     INITED();
     NEED_BUF(pTemplate, ulCount);
     NEED_PTR(phNewObject);
-    RETURN_WITH_FLAT(f, pTemplate, ulCount, py_CopyObject(h, hObject, f.ptr, f.len, phNewObject));
+    RETURN_WITH_FLAT(f, pTemplate, ulCount, hs_changed(py_CopyObject(h, hObject, f.ptr, f.len, phNewObject)));
 }
 
 HS_EXPORT CK_RV C_DestroyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE hObject)
 {
     INITED();
-    return py_DestroyObject(h, hObject);
+    return hs_changed(py_DestroyObject(h, hObject));
 }
 
 HS_EXPORT CK_RV C_GetObjectSize(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE hObject, CK_ULONG_PTR pulSize)
@@ -410,11 +528,51 @@ HS_EXPORT CK_RV C_GetObjectSize(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE hObject, C
 /* Per-attribute rules of Base §5.7 C_GetAttributeValue: fill every attribute that can
  * be filled, mark the others CK_UNAVAILABLE_INFORMATION, and return the code of the
  * last problem met (the spec lets any of them be returned). */
+static CK_RV hs_fill_attrs(CK_ATTRIBUTE *t, CK_ULONG n, const hs_attr_out *out, const CK_BYTE *values)
+{
+    CK_RV rv = HS_CKR_OK;
+    for (CK_ULONG i = 0; i < n; i++) {
+        CK_ATTRIBUTE *a = &t[i];
+        if (out[i].status != HS_CKR_OK) {
+            a->ulValueLen = HS_CK_UNAVAILABLE_INFORMATION;
+            rv = out[i].status;
+        } else if (a->pValue == NULL) {
+            a->ulValueLen = out[i].len;
+        } else if (a->ulValueLen < out[i].len) {
+            a->ulValueLen = HS_CK_UNAVAILABLE_INFORMATION;
+            rv = HS_CKR_BUFFER_TOO_SMALL;
+        } else {
+            if (out[i].len)
+                memcpy(a->pValue, values + out[i].offset, out[i].len);
+            a->ulValueLen = out[i].len;
+        }
+    }
+    return rv;
+}
+
 HS_EXPORT CK_RV C_GetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE hObject,
                                     CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount)
 {
     INITED();
     NEED_BUF(pTemplate, ulCount);
+    hs_memo *m = hs_memo_get();
+    hs_stamp now = hs_now();
+    if (m != NULL && m->kind == HS_MEMO_ATTRS && hs_same_stamp(&m->at, &now) && m->session == h &&
+        m->a == hObject && ulCount <= HS_MEMO_MAX_ATTRS) {
+        /* Any attributes the kept answer holds (a client may ask again for fewer). */
+        hs_attr_out kept[HS_MEMO_MAX_ATTRS];
+        CK_ULONG i = 0;
+        for (; i < ulCount; i++) {
+            CK_ULONG j = 0;
+            while (j < m->count && m->types[j] != pTemplate[i].type)
+                j++;
+            if (j == m->count)
+                break;
+            kept[i] = m->out[j];
+        }
+        if (i == ulCount)
+            return hs_fill_attrs(pTemplate, ulCount, kept, m->values);
+    }
     /* Python gets the types as one CK_ULONG array (one read) and answers in `out`
      * and `values`. */
     CK_ULONG stack_types[16], *types = stack_types;
@@ -433,22 +591,16 @@ HS_EXPORT CK_RV C_GetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE hObjec
     hs_out values = {0};
     CK_RV rv = py_GetAttributeValue(h, hObject, types, ulCount, out, &values);
     if (rv == HS_CKR_OK) {
-        for (CK_ULONG i = 0; i < ulCount; i++) {
-            CK_ATTRIBUTE *a = &pTemplate[i];
-            if (out[i].status != HS_CKR_OK) {
-                a->ulValueLen = HS_CK_UNAVAILABLE_INFORMATION;
-                rv = out[i].status;
-            } else if (a->pValue == NULL) {
-                a->ulValueLen = out[i].len;
-            } else if (a->ulValueLen < out[i].len) {
-                a->ulValueLen = HS_CK_UNAVAILABLE_INFORMATION;
-                rv = HS_CKR_BUFFER_TOO_SMALL;
-            } else {
-                if (out[i].len)
-                    memcpy(a->pValue, values.ptr + out[i].offset, out[i].len);
-                a->ulValueLen = out[i].len;
-            }
+        if (m != NULL && now.valid && ulCount <= HS_MEMO_MAX_ATTRS && values.len <= HS_MEMO_MAX_VALUES) {
+            m->kind = HS_MEMO_ATTRS;
+            m->session = h;
+            m->a = hObject;
+            m->count = ulCount;
+            memcpy(m->types, types, ulCount * sizeof *types);
+            memcpy(m->out, out, ulCount * sizeof *out);
+            hs_memo_keep_values(m, &now, &values);
         }
+        rv = hs_fill_attrs(pTemplate, ulCount, out, values.ptr);
     }
     if (out != stack_out) {
         free(out);
@@ -462,7 +614,7 @@ HS_EXPORT CK_RV C_SetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE hObjec
 {
     INITED();
     NEED_BUF(pTemplate, ulCount);
-    RETURN_WITH_FLAT(f, pTemplate, ulCount, py_SetAttributeValue(h, hObject, f.ptr, f.len));
+    RETURN_WITH_FLAT(f, pTemplate, ulCount, hs_changed(py_SetAttributeValue(h, hObject, f.ptr, f.len)));
 }
 
 HS_EXPORT CK_RV C_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulCount)
@@ -584,7 +736,7 @@ HS_EXPORT CK_RV C_GenerateKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR pMechanism, 
     NEED_PTR(pMechanism);
     NEED_BUF(pTemplate, ulCount);
     NEED_PTR(phKey);
-    RETURN_WITH_FLAT(f, pTemplate, ulCount, py_GenerateKey(h, pMechanism, f.ptr, f.len, phKey));
+    RETURN_WITH_FLAT(f, pTemplate, ulCount, hs_changed(py_GenerateKey(h, pMechanism, f.ptr, f.len, phKey)));
 }
 
 HS_EXPORT CK_RV C_GenerateKeyPair(CK_SESSION_HANDLE h, CK_MECHANISM_PTR pMechanism,
@@ -604,7 +756,7 @@ HS_EXPORT CK_RV C_GenerateKeyPair(CK_SESSION_HANDLE h, CK_MECHANISM_PTR pMechani
         return rv;
     rv = hs_flatten(pPrivTemplate, ulPrivCount, &priv);
     if (rv == HS_CKR_OK) {
-        rv = py_GenerateKeyPair(h, pMechanism, pub.ptr, pub.len, priv.ptr, priv.len, phPub, phPriv);
+        rv = hs_changed(py_GenerateKeyPair(h, pMechanism, pub.ptr, pub.len, priv.ptr, priv.len, phPub, phPriv));
         hs_flat_free(&priv);
     }
     hs_flat_free(&pub);
@@ -617,8 +769,24 @@ HS_EXPORT CK_RV C_WrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR pMechanism, CK_O
     INITED();
     NEED_PTR(pMechanism);
     NEED_PTR(pulWrappedLen);
+    hs_memo *m = hs_memo_get();
+    hs_stamp now = hs_now();
+    if (m != NULL && m->kind == HS_MEMO_WRAP && hs_same_stamp(&m->at, &now) && m->session == h &&
+        m->a == hWrappingKey && m->b == hKey && hs_same_mechanism(m, pMechanism)) {
+        hs_out kept = {m->values, m->len};
+        return hs_deliver(HS_CKR_OK, &kept, pWrapped, pulWrappedLen, 1);
+    }
     hs_out o = {0};
-    CK_RV rv = py_WrapKey(h, pMechanism, hWrappingKey, hKey, &o);
+    int repeatable = 0;      /* Python: the mechanism's parameter bytes fix the answer */
+    CK_RV rv = py_WrapKey(h, pMechanism, hWrappingKey, hKey, &o, &repeatable);
+    if (rv == HS_CKR_OK && repeatable && m != NULL && now.valid && o.len <= HS_MEMO_MAX_VALUES &&
+        hs_memo_keep_mechanism(m, pMechanism)) {
+        m->kind = HS_MEMO_WRAP;
+        m->session = h;
+        m->a = hWrappingKey;
+        m->b = hKey;
+        hs_memo_keep_values(m, &now, &o);
+    }
     return hs_deliver(rv, &o, pWrapped, pulWrappedLen, 1);
 }
 
@@ -632,7 +800,7 @@ HS_EXPORT CK_RV C_UnwrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR pMechanism, CK
     NEED_BUF(pTemplate, ulCount);
     NEED_PTR(phKey);
     RETURN_WITH_FLAT(f, pTemplate, ulCount,
-              py_UnwrapKey(h, pMechanism, hUnwrappingKey, pWrapped, ulWrappedLen, f.ptr, f.len, phKey));
+              hs_changed(py_UnwrapKey(h, pMechanism, hUnwrappingKey, pWrapped, ulWrappedLen, f.ptr, f.len, phKey)));
 }
 
 HS_EXPORT CK_RV C_DeriveKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hBaseKey,
@@ -642,7 +810,7 @@ HS_EXPORT CK_RV C_DeriveKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR pMechanism, CK
     NEED_PTR(pMechanism);
     NEED_BUF(pTemplate, ulCount);
     NEED_PTR(phKey);
-    RETURN_WITH_FLAT(f, pTemplate, ulCount, py_DeriveKey(h, pMechanism, hBaseKey, f.ptr, f.len, phKey));
+    RETURN_WITH_FLAT(f, pTemplate, ulCount, hs_changed(py_DeriveKey(h, pMechanism, hBaseKey, f.ptr, f.len, phKey)));
 }
 
 /* ---- random numbers and legacy functions ---------------------------------------- */

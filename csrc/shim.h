@@ -26,4 +26,8 @@ enum hs_step { HS_STEP_ONESHOT = 0, HS_STEP_UPDATE = 1, HS_STEP_FINAL = 2 };
 static const CK_ULONG HS_CAP_QUERY = (CK_ULONG)-1;   /* NULL buffer: length query */
 static const CK_ULONG HS_CAP_BAD = (CK_ULONG)-2;     /* NULL length pointer: end op, ARGUMENTS_BAD */
 
+/* Python lends the shim its maps of the region's head and epoch stamps (NULL, NULL
+ * before it closes them): what shim.c's kept answers are checked against. */
+void hs_set_pulse(const CK_BYTE *head, const CK_BYTE *epoch);
+
 #endif

@@ -29,7 +29,9 @@ from .log import configure_logging, log
 from .trace import Tracer
 
 ffi: Any = None          # the shim's FFI, set by bind()
+_lib: Any = None          # the shim's lib (hs_set_pulse)
 _state: State | None = None
+_pulse: tuple[Any, Any] | None = None      # cdata over the stamps' maps, lent to the shim
 _lock = threading.RLock()
 _keep = threading.local()   # results C copies after the callback returns
 
@@ -234,6 +236,7 @@ def py_Initialize(flags: int) -> int:
                     "`hspkcs11-util masterkey load PART PART`, `masterkey commit` and `masterkey activate`",
                     config.region)
     _state = state
+    _lend_pulse(state)
     return CKR.OK
 
 
@@ -250,9 +253,24 @@ def _load_config() -> Config:
 def py_Finalize() -> int:
     global _state
     st = engine()
+    _lend_pulse(None)
     st.close()
     _state = None
     return CKR.OK
+
+
+def _lend_pulse(state: State | None) -> None:
+    """Lend the shim this engine's maps of the region's stamps (or take them back before
+    they close): the shim checks its kept answers against them (csrc/shim.c)."""
+    global _pulse
+    if _pulse is not None:
+        _lib.hs_set_pulse(ffi.NULL, ffi.NULL)
+        for buf in _pulse:
+            ffi.release(buf)
+        _pulse = None
+    if state is not None:
+        _pulse = tuple(ffi.from_buffer(m) for m in state.hsm.pulse_maps())
+        _lib.hs_set_pulse(*_pulse)
 
 
 def py_GetInfo(info: Any) -> int:
@@ -466,10 +484,11 @@ def py_GenerateKeyPair(h: int, mech: Any, pub: Any, pub_n: int, priv: Any, priv_
     return CKR.OK
 
 
-def py_WrapKey(h: int, mech: Any, wrapping: int, key: int, out: Any) -> int:
+def py_WrapKey(h: int, mech: Any, wrapping: int, key: int, out: Any, repeatable: Any) -> int:
     st, s = _session(h)
     mech_type, param = params.decode(ffi, mech)
     _out(out, keys.wrap_key(st, s, mech_type, param, wrapping, key))
+    repeatable[0] = params.repeatable(mech_type)
     return CKR.OK
 
 
@@ -518,8 +537,8 @@ ENTRIES = {name: fn for name, fn in globals().items() if name.startswith("py_")}
 
 def bind(shim_ffi: Any, lib: Any) -> None:
     """Attach every callback to the shim's `extern "Python"` declarations."""
-    global ffi
-    ffi = shim_ffi
+    global ffi, _lib
+    ffi, _lib = shim_ffi, lib
     for name, fn in ENTRIES.items():
         if name == "py_Ready":
             shim_ffi.def_extern(name=name)(fn)     # 0, "not ready", if it ever raised

@@ -87,3 +87,11 @@ def decode(ffi: Any, mech: Any) -> tuple[int, Param]:
     if n != ffi.sizeof(ctype):
         raise P11Error(CKR.MECHANISM_PARAM_INVALID, f"parameter of {n} bytes, {ctype} has {ffi.sizeof(ctype)}")
     return m.mech, reader(ffi, ffi.cast(ctype + " *", ptr))
+
+
+def repeatable(mech_type: int) -> int:
+    """1 when a call's answer is fixed by the mechanism number and the parameter's own
+    bytes (no parameter, or a raw one such as an IV; no pointers inside, no randomness):
+    the shim may then give the same answer to the same call (csrc/shim.c)."""
+    m = lookup(mech_type)
+    return int(m.param in (ParamKind.NONE, ParamKind.RAW) and not m.randomized)

@@ -59,6 +59,11 @@ class Stamp:
         finally:
             os.close(fd)
 
+    @property
+    def map(self) -> mmap.mmap:
+        assert self._map is not None, "stamp closed"
+        return self._map
+
     def read(self) -> bytes:
         assert self._map is not None, "stamp closed"
         return self._map[:self.SIZE]

@@ -187,6 +187,10 @@ class RegionService:
     def set_head(self, seq: int) -> None:
         set_head(self.config.region_dir, seq)
 
+    def pulse_maps(self) -> tuple[Any, Any]:
+        """The memory maps behind `pulse` (lent to the shim, csrc/shim.c)."""
+        return self._head.map, self._epoch.map
+
     def pulse(self) -> bytes:
         """Moves whenever anything another process could see changes: a write anywhere in
         the region (the head) or its administrative state (the epoch). Two memory reads."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from enum import IntFlag
+from functools import cached_property
 from typing import Any, Callable, Mapping, Protocol
 
 from ..consts import CKR, MechFlag
@@ -150,8 +151,11 @@ class Mechanism:
     # Block size to which C_WrapKey zero-pads a secret key's value (ECB, CBC, RFC 3394
     # wrap: Current Mechanisms §2.x "wrapping"); 0 for mechanisms that pad themselves.
     wrap_pad: int = 0
+    # Encryption pads with fresh random bytes (RSA PKCS#1 v1.5, OAEP): the same call never
+    # gives the same answer, so the shim does not keep one (csrc/shim.c "answers kept").
+    randomized: bool = False
 
-    @property
+    @cached_property
     def flags(self) -> int:
         flags = self.extra_flags
         for factory, flag in ((self.encrypt, MechFlag.ENCRYPT), (self.decrypt, MechFlag.DECRYPT),

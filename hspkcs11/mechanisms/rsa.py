@@ -438,11 +438,11 @@ PSS_HASHED = {CKM.RSA_PKCS_PSS: None, CKM.SHA1_RSA_PKCS_PSS: CKM.SHA_1,
 register(
     _rsa_mech(CKM.RSA_PKCS_KEY_PAIR_GEN, RSA_GEN_MIN_BITS, generate_pair=_generate_pair),
     _rsa_mech(CKM.RSA_PKCS, encrypt=_pkcs_encrypt, decrypt=_pkcs_decrypt, sign=_pkcs_sign,
-              verify=_pkcs_verify, extra_flags=_WRAP),
+              verify=_pkcs_verify, extra_flags=_WRAP, randomized=True),
     _rsa_mech(CKM.RSA_X_509, encrypt=_x509_encrypt, decrypt=_x509_decrypt, sign=_x509_sign,
               verify=_x509_verify),
     _rsa_mech(CKM.RSA_PKCS_OAEP, param=ParamKind.OAEP, encrypt=_oaep_encrypt,
-              decrypt=_oaep_decrypt, extra_flags=_WRAP),
+              decrypt=_oaep_decrypt, extra_flags=_WRAP, randomized=True),
     *(_rsa_mech(m, sign=_hashed_sign(DIGESTS[h]), verify=_hashed_verify(DIGESTS[h]))
       for m, h in PKCS_HASHED.items()),
     *(_rsa_mech(m, param=ParamKind.PSS, sign=_pss_sign(h), verify=_pss_verify(h))
