@@ -1,6 +1,7 @@
-"""hspkcs11 against SoftHSM2, side by side, through python-pkcs11 (issue 7).
+"""hspkcs11 against SoftHSM2, side by side, in one command (issue 7).
 
-  .venv/bin/python bench/compare.py [--seconds 1] [--objects 1000[,5000,10000]] [--only OP,..] [--json]
+  .venv/bin/python bench/compare.py [--seconds 1] [--objects 1000[,5000]] [--skip SECTION,..] [--json]
+  .venv/bin/python bench/compare.py --only OP,..        # some python-pkcs11 operations alone
   .venv/bin/python bench/compare.py --quick --json      # tiny counts: checks that it works
 
 One run makes fresh tokens for both modules in a temporary directory: a three-zone
@@ -9,19 +10,29 @@ init-token`) and a SoftHSM2 token directory (tokens by `softhsm2-util`). Each mo
 driven from its own child process (python-pkcs11 loads one module configuration per
 process); the children run one after the other, never at the same time, and hand their
 figures back as JSON. The parent prints ops/s for each module and the ratio
-hspkcs11/SoftHSM2.
+hspkcs11/SoftHSM2, then the other sections:
+- cdriver: the same kinds of call through bench/cdriver.c, a C program with no client
+  in between (bench/cdriver.py);
+- scale: C_Initialize + login, find by ID and by label, and resident memory at 1,000 to
+  100,000 keys, each size in a fresh process (bench/scale.py; SoftHSM2 up to 10,000);
+- rotation: master-key rotation of 100,000 keys in three zones (bench/rotation.py);
+- failover: the longest gap while a zone goes down, and catch-up of 10,000 objects
+  (bench/failover.py).
 
 Every operation is checked once for a correct result, warmed up (about a tenth of the
 time, at least two calls), then timed for `--seconds` (and at least 3 calls). Only the
 calls themselves are timed: objects an operation creates (unwrapped and generated keys)
 are destroyed between timed batches, outside the clock. Keys used by the crypto
-operations are token objects, as an application keeps them. `find_by_id_N` runs on a
-second token that holds exactly N AES keys with distinct CKA_ID (filled once, untimed in
-the rates; the fill time is reported beside them).
+operations are token objects, as an application keeps them. Wrap and attribute reads
+take 64 keys in turn, so that no call repeats the one before (the shim answers a
+repeated call from its kept answer). `find_by_id_N` runs on a second token that holds
+exactly N AES keys with distinct CKA_ID (filled once, untimed in the rates; the fill time
+is reported beside them).
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import random
@@ -50,14 +61,15 @@ OPERATIONS: dict[str, str] = {
     "ecdsa_p256_verify": "ECDSA P-256 verify (CKM_ECDSA of a SHA-256 hash)",
     "rsa2048_sign": "RSA-2048 sign (CKM_SHA256_RSA_PKCS, 1 KiB)",
     "rsa2048_verify": "RSA-2048 verify (CKM_SHA256_RSA_PKCS, 1 KiB)",
-    "aes_key_wrap": "AES key wrap of a 32-byte AES key (CKM_AES_KEY_WRAP)",
+    "aes_key_wrap": "AES key wrap of a 32-byte AES key (CKM_AES_KEY_WRAP), 64 keys in turn",
     "aes_key_unwrap": "AES key unwrap to a session AES key (CKM_AES_KEY_WRAP)",
     "session_aes_keygen": "AES-256 key generation, session object",
     "token_aes_keygen": "AES-256 key generation, token object",
-    "get_attribute_label": "C_GetAttributeValue(CKA_LABEL) of a token key",
+    "get_attribute_label": "C_GetAttributeValue(CKA_LABEL) of a token key, 64 keys in turn",
     "open_close_session": "C_OpenSession + C_CloseSession (user already logged in)",
 }
 FIND = "find_by_id_{}"
+ROTATION = 64      # keys that wrap and attribute reads take in turn
 FIND_TEXT = "find one key by CKA_ID, token of {:,} keys"
 
 
@@ -183,10 +195,13 @@ def child(args: argparse.Namespace) -> None:
 
         def setup_wrap():
             wrapping = kek()
-            target = s.generate_key(KeyType.AES, 256, store=False, label="target",
-                                    template={A.EXTRACTABLE: True, A.SENSITIVE: True})
-            assert len(wrapping.wrap_key(target, mechanism=M.AES_KEY_WRAP)) == 40
-            return lambda: wrapping.wrap_key(target, mechanism=M.AES_KEY_WRAP), None
+            # A different key each call: a repeated identical call is answered from the
+            # shim's kept answer (csrc/shim.c), which would measure that cache alone.
+            targets = itertools.cycle([s.generate_key(KeyType.AES, 256, store=False, label="target",
+                                                      template={A.EXTRACTABLE: True, A.SENSITIVE: True})
+                                       for _ in range(ROTATION)])
+            assert len(wrapping.wrap_key(next(targets), mechanism=M.AES_KEY_WRAP)) == 40
+            return lambda: wrapping.wrap_key(next(targets), mechanism=M.AES_KEY_WRAP), None
 
         def setup_unwrap():
             wrapping = kek()
@@ -210,9 +225,10 @@ def child(args: argparse.Namespace) -> None:
             return setup
 
         def setup_label():
-            key = s.generate_key(KeyType.AES, 256, store=True, label="the-label")
-            assert key[A.LABEL] == "the-label"
-            return lambda: key[A.LABEL], None
+            keys = [s.generate_key(KeyType.AES, 256, store=True, label=f"label-{i}") for i in range(ROTATION)]
+            assert keys[7][A.LABEL] == "label-7"
+            cycle = itertools.cycle(keys)       # another key each call, as for wrap
+            return lambda: next(cycle)[A.LABEL], None
 
         def setup_open_close():
             def call():
@@ -326,12 +342,47 @@ def table(report: dict) -> str:
     return "\n".join([head, "", *lines, "", f"fill of the find tokens (untimed in the rates): {fills or '-'}"])
 
 
+SECTIONS = ("cdriver", "scale", "rotation", "failover")
+
+
+def c_driver(modules: dict[str, tuple[str, dict[str, str]]], base: Path, seconds: float) -> dict:
+    """The same kinds of operation through bench/cdriver.c: the module's own cost, no client."""
+    import cdriver
+    binary = cdriver.build(base)
+    return {m: cdriver.run(binary, path, env, "bench", USER_PIN, seconds) for m, (path, env) in modules.items()}
+
+
+def hspkcs11_only(script: str, *args: str) -> dict:
+    """bench/rotation.py or bench/failover.py (a region's own figures, no SoftHSM2 side)."""
+    return json.loads(run([sys.executable, str(ROOT / "bench" / script), *args, "--json"], {}))
+
+
+def full_table(report: dict) -> str:
+    """Every section the run measured, one after the other."""
+    import cdriver
+    import scale
+    parts = [table(report)]
+    if "cdriver" in report:
+        parts.append("through bench/cdriver.c (no client: pre-sized buffers, no length queries)\n\n"
+                     + cdriver.table(report["cdriver"]))
+    if "scale" in report:
+        parts.append(scale.table(report["scale"]))
+    for name in ("rotation", "failover"):
+        if name in report:
+            parts.append(f"{name} (hspkcs11 only, bench/{name}.py)\n\n"
+                         + "\n".join(f"- {k}: {v:,}" if isinstance(v, int) else f"- {k}: {v}"
+                                      for k, v in report[name].items()))
+    return "\n\n".join(parts)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=1.0, help="timed seconds per operation (default 1)")
     ap.add_argument("--objects", default=None, help="comma list of token sizes for find by CKA_ID "
                                                     "(default 1000; e.g. 1000,5000,10000)")
-    ap.add_argument("--only", default=None, help="comma list of operation names (find_by_id_N for find)")
+    ap.add_argument("--only", default=None, help="comma list of operation names (find_by_id_N for find); "
+                                                 "implies --skip of every other section")
+    ap.add_argument("--skip", default="", help=f"comma list of sections to leave out: {','.join(SECTIONS)}")
     ap.add_argument("--quick", action="store_true", help="tiny counts: checks that it works, measures nothing")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
@@ -345,11 +396,15 @@ def main() -> None:
     known = set(OPERATIONS) | {FIND.format(int(n)) for n in args.objects.split(",") if n}
     if args.only and not set(args.only.split(",")) <= known:
         ap.error(f"--only: unknown {sorted(set(args.only.split(',')) - known)}; known: {', '.join(known)}")
+    skip = set(SECTIONS) if args.only else {x for x in args.skip.split(",") if x}
+    if not skip <= set(SECTIONS):
+        ap.error(f"--skip: unknown {sorted(skip - set(SECTIONS))}; known: {', '.join(SECTIONS)}")
     if args.child:
         child(args)
         return
 
     base = Path(tempfile.mkdtemp(prefix="hspkcs11-compare-"))
+    sections: dict[str, Any] = {}
     try:
         modules = prepare(base)
         children: dict[str, dict] = {}
@@ -358,9 +413,20 @@ def main() -> None:
             cmd = [sys.executable, __file__, "--child", m, "--module", path, "--seconds", str(args.seconds),
                    "--objects", args.objects] + (["--only", args.only] if args.only else [])
             children[m] = json.loads(run(cmd, env))
+        if "cdriver" not in skip:
+            sections["cdriver"] = c_driver(modules, base, args.seconds)
     finally:
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
+    if "scale" not in skip:
+        import scale
+        sizes = list(scale.QUICK_SIZES if args.quick else scale.DEFAULT_SIZES)
+        sections["scale"] = scale.run(args.seconds, sizes, max(sizes) if args.quick else 10_000)
+    if "rotation" not in skip:
+        sections["rotation"] = hspkcs11_only("rotation.py", "--keys", "500" if args.quick else "100000")
+    if "failover" not in skip:
+        sections["failover"] = hspkcs11_only("failover.py", *(("--objects", "30", "--calls", "60") if args.quick
+                                                               else ("--objects", "10000", "--calls", "3000")))
 
     names = [n for n in OPERATIONS] + [FIND.format(n) for n in sorted(int(x) for x in args.objects.split(",") if x)]
     operations: dict[str, dict] = {}
@@ -385,8 +451,9 @@ def main() -> None:
                      "cpus": os.cpu_count()},
         "modules": {m: {k: children[m][k] for k in ("library", "manufacturer", "fill_s")} for m in MODULES},
         "operations": operations,
+        **sections,
     }
-    print(json.dumps(report, indent=1) if args.json else table(report))
+    print(json.dumps(report, indent=1) if args.json else full_table(report))
     if errors:
         print("\n".join(errors), file=sys.stderr)
         sys.exit(1)

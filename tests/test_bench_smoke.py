@@ -32,6 +32,10 @@ def test_compare_bench_runs() -> None:
     finds = [name for name in ops if name.startswith("find_by_id_")]
     assert finds, ops.keys()
     assert set(ops) == set(COMPARED) | set(finds)
+    for section in ("cdriver", "scale", "rotation", "failover"):     # the one command runs them all
+        assert report[section], section
+    assert report["rotation"]["keys"] == 500 and report["failover"]["catch_up_objects"] == 30
+    assert all(r.get("ops_per_s", 0) > 0 for m in report["cdriver"].values() for r in m.values())
     for name, op in ops.items():
         for module in ("hspkcs11", "softhsm"):
             assert op[module]["ops_per_s"] > 0 and op[module]["calls"] >= 3, (name, module, op)

@@ -8,13 +8,15 @@ from . import tokens
 from .state import Session, State
 
 
+_SERIAL, _RW = int(SessionFlag.SERIAL_SESSION), int(SessionFlag.RW_SESSION)   # IntFlag maths is slow
+
+
 def open_session(st: State, slot_id: int, flags: int) -> int:
-    require(bool(flags & SessionFlag.SERIAL_SESSION), CKR.SESSION_PARALLEL_NOT_SUPPORTED,
-            "CKF_SERIAL_SESSION must be set")
+    require(bool(flags & _SERIAL), CKR.SESSION_PARALLEL_NOT_SUPPORTED, "CKF_SERIAL_SESSION must be set")
     t = st.slot(slot_id)
     if t is None:
         raise P11Error(CKR.TOKEN_NOT_RECOGNIZED, f"the token in slot {slot_id} is not initialized")
-    rw = bool(flags & SessionFlag.RW_SESSION)
+    rw = bool(flags & _RW)
     if not rw and st.logins.get(t.serial) == CKU.SO:
         raise P11Error(CKR.SESSION_READ_WRITE_SO_EXISTS, "the SO is logged in: only R/W sessions")
     handle = st.new_session_handle()

@@ -69,6 +69,7 @@ class State:
         self.session_objects: dict[int, P11Object] = {}
         self.cache: dict[int, P11Object] = ObjectCache(CACHED_OBJECTS)   # token objects by handle
         self._tokens: list[TokenRow] | None = None
+        self._slots: tuple[list[TokenRow], dict[int, TokenRow | None]] | None = None
         self.rng_seed = b""                              # C_SeedRandom material (keys.py)
         self.rng_counter = 0
         self._next_session = 1
@@ -116,14 +117,18 @@ class State:
         self._tokens = None
 
     def slots(self) -> dict[int, TokenRow | None]:
-        """Every initialized token has its slot, plus one free slot (as SoftHSM2)."""
+        """Every initialized token has its slot, plus one free slot (as SoftHSM2); built
+        again only when the token list was read again."""
         tokens = self.tokens()
+        if self._slots is not None and self._slots[0] is tokens:
+            return self._slots[1]
         slots: dict[int, TokenRow | None] = {t.slot_id: t for t in tokens}
         free = 0
         while free in slots:
             free += 1
         slots[free] = None
-        return dict(sorted(slots.items()))
+        self._slots = (tokens, dict(sorted(slots.items())))
+        return self._slots[1]
 
     def slot(self, slot_id: int) -> TokenRow | None:
         slots = self.slots()
