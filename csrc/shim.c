@@ -69,6 +69,29 @@ static void hs_fork_prepare(void) { g_fork_gil = PyGILState_Ensure(); PyOS_Befor
 static void hs_fork_parent(void) { PyOS_AfterFork_Parent(); PyGILState_Release(g_fork_gil); }
 static void hs_fork_child(void) { PyOS_AfterFork_Child(); PyGILState_Release(g_fork_gil); }
 
+/* An isolated interpreter ignores the environment, PYTHONMALLOC too; honour that one,
+ * so that a memory checker run (valgrind with PYTHONMALLOC=malloc, tests/test_badinput.py)
+ * sees each Python allocation and not only pymalloc's arenas. */
+static int hs_preinit_python(void)
+{
+    static const struct { const char *name; PyMemAllocatorName allocator; } ALLOCATORS[] = {
+        {"malloc", PYMEM_ALLOCATOR_MALLOC}, {"malloc_debug", PYMEM_ALLOCATOR_MALLOC_DEBUG},
+        {"pymalloc", PYMEM_ALLOCATOR_PYMALLOC}, {"debug", PYMEM_ALLOCATOR_DEBUG},
+    };
+    PyPreConfig pre;
+    PyPreConfig_InitIsolatedConfig(&pre);
+    const char *wanted = getenv("PYTHONMALLOC");
+    for (size_t i = 0; wanted && i < sizeof ALLOCATORS / sizeof ALLOCATORS[0]; i++)
+        if (strcmp(wanted, ALLOCATORS[i].name) == 0)
+            pre.allocator = ALLOCATORS[i].allocator;
+    PyStatus st = Py_PreInitialize(&pre);
+    if (PyStatus_Exception(st)) {
+        hs_log("cannot pre-initialize Python", st.err_msg);
+        return -1;
+    }
+    return 0;
+}
+
 static int hs_start_python(void)
 {
     /* A C host dlopen()ed us RTLD_LOCAL: make libpython's symbols global, or extension
@@ -82,6 +105,8 @@ static int hs_start_python(void)
         hs_log("no Python interpreter found (set HSPKCS11_PYTHON to the venv's python)", exe);
         return -1;
     }
+    if (hs_preinit_python() != 0)
+        return -1;
     PyConfig config;
     PyConfig_InitIsolatedConfig(&config);
     PyStatus st = PyConfig_SetBytesString(&config, &config.executable, exe);

@@ -49,9 +49,14 @@ def confirm(yes: bool, question: str) -> None:
     click.confirm(question, abort=True)
 
 
-def secret(value: str | None, env: str, prompt: str, confirm: bool = False) -> str:
-    """A secret from a flag, else the environment, else a hidden prompt."""
+def secret(value: str | None, env: str, prompt: str, confirm: bool = False, flag: str | None = None) -> str:
+    """A secret from a flag, else the environment, else a hidden prompt. With `flag`
+    named, a secret given that way is taken with a warning: argv is visible to every
+    user of the machine (ps, /proc) and stays in shell history."""
     if value:
+        if flag:
+            click.echo(f"warning: {flag} on the command line can be read by other users (ps) and stays in "
+                       f"shell history; prefer ${env} or the hidden prompt", err=True)
         return value
     if os.environ.get(env):
         return os.environ[env]

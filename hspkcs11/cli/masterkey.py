@@ -44,7 +44,7 @@ def part_new(ctx: click.Context, file: Path, password: str | None) -> None:
     Example:
       hspkcs11-util masterkey part-new part1.json
     """
-    vp = mk.part_new(file, secret(password, ENV, "Key-part password", confirm=True))
+    vp = mk.part_new(file, secret(password, ENV, "Key-part password", confirm=True, flag="--password"))
     click.echo(f"key part written to {file} (verification pattern {vp})")
 
 
@@ -65,7 +65,7 @@ def load(ctx: click.Context, files: tuple[Path, ...], password: tuple[str, ...])
     parts = []
     for i, f in enumerate(files):
         given = password[i] if i < len(password) else None
-        parts.append(mk.part_read(f, secret(given, ENV, f"Password for {f}")))
+        parts.append(mk.part_read(f, secret(given, ENV, f"Password for {f}", flag="--password")))
     key = mk.combine(parts)
     svc, units = _units(ctx)
     from ..hsm.backup import check_restored_key   # a restored region takes only the backup's key

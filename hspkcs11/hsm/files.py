@@ -39,6 +39,7 @@ def write_private(path: Path, data: bytes) -> None:
 
 EPOCH = ".epoch"       # moves when the region's administrative state (faults, registers) changes
 HEAD = "head"          # the region's newest change sequence number (8 bytes, big-endian)
+ALLOC = "alloc"        # the newest sequence number a writer took, before any unit held it
 
 
 class Stamp:

@@ -154,7 +154,11 @@ class RegisterFile:
             return self._cache[1]
         regs = Registers()
         if stamp != (0, 0):
-            doc = json.loads(self.path.read_text())
+            try:
+                doc = json.loads(self.path.read_text())
+            except ValueError:
+                raise MasterKeyError(f"{self.path}: the register file is not valid JSON; the unit is "
+                                     "damaged") from None
             dk = self._device_key()
 
             def unwrap(field: str) -> bytes | None:
@@ -167,9 +171,17 @@ class RegisterFile:
                     raise MasterKeyError(f"{self.path}: a register does not open under the unit's "
                                          "device key; the unit is damaged") from None
 
-            regs = Registers(NewState(doc["new_state"]), doc.get("new_mkvp"), unwrap("new_key"),
-                             CurrentState(doc["current_state"]), doc.get("current_mkvp"),
-                             unwrap("current_key"), bool(doc.get("rotating", False)))
+            try:
+                regs = Registers(NewState(doc["new_state"]), doc.get("new_mkvp"), unwrap("new_key"),
+                                 CurrentState(doc["current_state"]), doc.get("current_mkvp"),
+                                 unwrap("current_key"), bool(doc.get("rotating", False)))
+            except (KeyError, ValueError, TypeError, AttributeError):
+                raise MasterKeyError(f"{self.path}: the register file is damaged") from None
+            # The MKVPs are kept in the clear beside the wrapped keys: they must name them.
+            for key, shown in ((regs.new_key, regs.new_mkvp), (regs.current_key, regs.current_mkvp)):
+                if key is not None and mkvp(key) != shown:
+                    raise MasterKeyError(f"{self.path}: a register's MKVP does not match its key; "
+                                         "the unit is damaged")
         self._cache = (stamp, regs)
         return regs
 

@@ -26,7 +26,8 @@ from ..consts import CKR
 from ..errors import P11Error
 from . import audit
 from .faults import FaultFile, ZoneFaults
-from .files import EPOCH, HEAD, Stamp, set_head
+from .files import ALLOC, EPOCH, HEAD, Stamp, set_head
+from .masterkey import MasterKeyError
 from .store import CorruptRow, ObjectRow, TokenRow
 from .unit import CryptoUnit
 
@@ -43,8 +44,9 @@ class StaleSeal(Exception):
     between sealing and storing): the caller seals again and retries."""
 
 
-# What makes a unit fail an operation (and the caller move to the next unit).
-UNIT_FAILURES = (sqlite3.Error, CorruptRow, UnitFault, OSError)
+# What makes a unit fail an operation (and the caller move to the next unit); a
+# MasterKeyError is a register file that no longer opens (damaged or tampered).
+UNIT_FAILURES = (sqlite3.Error, CorruptRow, UnitFault, OSError, MasterKeyError)
 
 
 class RegionService:
@@ -68,6 +70,7 @@ class RegionService:
         self._key_ok = False
         self._epoch = Stamp(config.region_dir / EPOCH)
         self._head = Stamp(config.region_dir / HEAD)
+        self._alloc = Stamp(config.region_dir / ALLOC)
         self._readers: tuple[bytes, list[CryptoUnit]] | None = None
 
     def close(self) -> None:
@@ -75,6 +78,7 @@ class RegionService:
             unit.store.close()
         self._epoch.close()
         self._head.close()
+        self._alloc.close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
@@ -101,7 +105,7 @@ class RegionService:
 
     def _compute_health(self) -> list[CryptoUnit]:
         faults = self._fault_view = self.faults.read()
-        up = [u for u in self.units if not faults.get(u.zone, _NO_FAULT).down]
+        up = self._readable([u for u in self.units if not faults.get(u.zone, _NO_FAULT).down])
         for u in up:
             u.store.corrupt = faults.get(u.zone, _NO_FAULT).corrupt
         reference = self.reference_mkvp(up)
@@ -119,10 +123,27 @@ class RegionService:
         self._key_ok = bool(serving) and serving[0].registers.read().current_key is not None
         return serving
 
+    def _readable(self, units: list[CryptoUnit]) -> list[CryptoUnit]:
+        """The units whose master-key registers open: a damaged or tampered register file
+        takes its unit out of service (logged once), never the whole region."""
+        readable = []
+        for u in units:
+            try:
+                u.registers.read()
+            except MasterKeyError as exc:
+                if self._refused.get(u.zone) != "damaged":
+                    self._refused[u.zone] = "damaged"
+                    log.warning("unit %s refused: %s", u.name, exc)
+                continue
+            readable.append(u)
+        return readable
+
     def refusal(self, unit: CryptoUnit) -> str | None:
         """Why a unit that is up does not serve, if it does not."""
         faults = self.faults.read()
-        up = [u for u in self.units if not faults.get(u.zone, _NO_FAULT).down]
+        up = self._readable([u for u in self.units if not faults.get(u.zone, _NO_FAULT).down])
+        if unit not in up and not faults.get(unit.zone, _NO_FAULT).down:
+            return "its master-key registers do not open (damaged or tampered)"
         reference, mine = self.reference_mkvp(up), unit.registers.read().current_mkvp
         if unit in up and mine != reference:
             return f"master key {mine or '(none)'} differs from the region's {reference or '(none)'}"
@@ -187,6 +208,15 @@ class RegionService:
     def set_head(self, seq: int) -> None:
         set_head(self.config.region_dir, seq)
 
+    def next_seq(self, head: int) -> int:
+        """The sequence number of the next write (caller holds the write lock), recorded
+        before any unit holds it. A writer killed after committing its change to some
+        units only, which were then lost, leaves a number no later write reuses: when such
+        a unit returns, its change is told apart from the region's (Store.export_for)."""
+        seq = max(head, self._alloc.value()) + 1
+        Stamp.write(self.config.region_dir / ALLOC, seq.to_bytes(Stamp.SIZE, "big"))
+        return seq
+
     def pulse_maps(self) -> tuple[Any, Any]:
         """The memory maps behind `pulse` (lent to the shim, csrc/shim.c)."""
         return self._head.map, self._epoch.map
@@ -216,7 +246,7 @@ class RegionService:
             if pos[unit.zone] < head:
                 try:
                     self.inject(unit, "write")
-                    bundle = source.store.export_since(pos[unit.zone])
+                    bundle = source.store.export_for(unit.store, pos[unit.zone])
                     unit.store.import_bundle(bundle)
                 except UNIT_FAILURES as exc:
                     log.warning("unit %s could not catch up from %s: %s", unit.name, source.name, exc)
@@ -225,6 +255,10 @@ class RegionService:
                 if progress:
                     progress(unit.zone, len(bundle.changes))
             current.append(unit)
+        if head > self.head():
+            # A writer killed after its units committed, before it moved the head: its
+            # change is served from now on, so it is the region's (a unit without it lags).
+            self.set_head(head)
         return sorted(current, key=self.units.index), head
 
     def readers(self) -> list[CryptoUnit]:
@@ -265,7 +299,24 @@ class RegionService:
         return self.each("seal", "seal a key", lambda u: u.seal(uid, payload))
 
     def unseal(self, uid: bytes, blob: bytes) -> bytes:
-        return self.each("seal", "unseal a key", lambda u: u.unseal(uid, blob))
+        try:
+            return self.each("seal", "unseal a key", lambda u: u.unseal(uid, blob))
+        except P11Error as bad:
+            # The blob came from one unit's row. A row altered with its (keyless) digest
+            # recomputed passes the digest check but not the key wrap's: another unit's
+            # copy of the object may still be intact.
+            for unit in self.healthy():
+                try:
+                    other = unit.store.sealed_of(uid)
+                    if other is None or other == blob:
+                        continue
+                    plain = unit.unseal(uid, other)
+                except (P11Error, *UNIT_FAILURES):
+                    continue
+                log.warning("a sealed blob failed to open (%s); unit %s's copy of the object was used",
+                            bad.why, unit.name)
+                return plain
+            raise
 
     def record(self, event: str, **detail: Any) -> None:
         audit.record(self.config.region_dir, event, region=self.name, **detail)
@@ -289,7 +340,7 @@ class ReplicatedStore:
             units, head = self.s.catch_up()
             if sealed_under is not None and any(sealed_under not in u.loaded_mkvps() for u in units):
                 raise StaleSeal(sealed_under)
-            seq = head + 1
+            seq = self.s.next_seq(head)
             done = 0
             for unit in units:
                 try:

@@ -93,7 +93,7 @@ def rotate(svc: RegionService, progress: Callable[[int], None] | None = None, ba
                                      f"master key {p.old_mkvp} (damaged store); nothing was changed by this batch")
             new_rows = [replace(r, sealed=make_blob(p.new_mkvp, w), mkvp=p.new_mkvp) for r, w in zip(rows, wrapped)]
             digests = [row_digest(r) for r in new_rows]     # the same rows go to every unit
-            seq = head + 1
+            seq = svc.next_seq(head)
             done = 0
             for u in units:          # like any replicated write: a failing unit catches up later
                 try:

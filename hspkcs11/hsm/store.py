@@ -123,6 +123,7 @@ class Bundle:
     changes: list[tuple[int, str, int | None, str]] = field(default_factory=list)
     tokens: dict[str, "TokenRow | None"] = field(default_factory=dict)
     objects: dict[int, "ObjectRow | None"] = field(default_factory=dict)
+    drop: list[int] = field(default_factory=list)     # the receiver's orphan changes (export_for)
 _TOKEN_COLUMNS = "serial, slot_id, label, so_pin, user_pin, so_failures, user_failures"
 
 
@@ -287,6 +288,13 @@ class Store:
                                    (handle,)).fetchone()
         return self._row(row) if row else None
 
+    def sealed_of(self, uid: bytes) -> bytes | None:
+        """The sealed blob of object `uid` in this unit (its row's digest checked)."""
+        with self._lock:
+            row = self._db.execute(f"SELECT {_OBJECT_COLUMNS}, digest FROM objects WHERE uid = ?",
+                                   (uid,)).fetchone()
+        return self._row(row).sealed if row else None
+
     def find(self, serial: str, include_private: bool, klass: int | None = None,
              label: bytes | None = None, ckaid: bytes | None = None,
              key_type: int | None = None) -> list[ObjectRow]:
@@ -340,9 +348,41 @@ class Store:
                 bundle.objects[handle] = self.get_object(handle)
         return bundle
 
+    def has_change(self, seq: int) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM changes WHERE seq = ? LIMIT 1", (seq,)).fetchone() is not None
+
+    def position_before(self, seq: int) -> int:
+        with self._lock:
+            return self._db.execute("SELECT max(seq) FROM changes WHERE seq < ?", (seq,)).fetchone()[0] or 0
+
+    def export_for(self, peer: "Store", seq: int) -> Bundle:
+        """What `peer`, at position `seq`, lacks. A peer whose newest changes this store
+        does not hold diverged there: a writer was killed after committing them to that
+        unit alone, and the region went on without it (`RegionService.next_seq` never
+        hands such a number out again). Those changes were never acknowledged: the bundle
+        puts back this store's state of what they touched and drops them."""
+        orphans = []
+        while seq and not self.has_change(seq):
+            orphans.append(seq)
+            seq = peer.position_before(seq)
+        bundle = self.export_since(seq)
+        for _seq, serial, handle, _op in (c for s in orphans for c in peer.changes_at(s)):
+            if handle is None:
+                bundle.tokens.setdefault(serial, self.token(serial))
+            elif handle not in bundle.objects:
+                bundle.objects[handle] = self.get_object(handle)
+        bundle.drop = orphans
+        return bundle
+
+    def changes_at(self, seq: int) -> list[tuple[int, str, int | None, str]]:
+        with self._lock:
+            return self._db.execute("SELECT seq, serial, handle, op FROM changes WHERE seq = ?", (seq,)).fetchall()
+
     def import_bundle(self, bundle: Bundle) -> None:
         """Apply a peer's changes in one transaction: all of them, or none."""
         with self.tx() as db:
+            db.executemany("DELETE FROM changes WHERE seq = ?", [(s,) for s in bundle.drop])
             for serial, t in bundle.tokens.items():
                 if t is None:
                     db.execute("DELETE FROM objects WHERE serial = ?", (serial,))

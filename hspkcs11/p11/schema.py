@@ -132,17 +132,25 @@ _FORBIDDEN = {How.CREATE: F.FORBID_CREATE, How.GENERATE: F.FORBID_GENERATE,
               How.UNWRAP: F.FORBID_UNWRAP, How.DERIVE: F.FORBID_UNWRAP}
 
 
+_DEFINED_CLASSES = frozenset(int(c) for c in CKO)
+
+
 @lru_cache(maxsize=None)
 def rules(klass: int, key_type: int | None) -> Mapping[int, Attr]:
     """Every attribute an object of this class (and key type) has, with its rule."""
     if klass not in CLASS_ATTRS:
-        raise P11Error(CKR.TEMPLATE_INCONSISTENT, f"object class 0x{klass:x} is not supported")
+        # A value the spec never assigned is an invalid value (Base §4.1.1 rule 2); a
+        # class it defines that this token cannot make is inconsistent with the call.
+        rv = CKR.TEMPLATE_INCONSISTENT if klass in _DEFINED_CLASSES else CKR.ATTRIBUTE_VALUE_INVALID
+        raise P11Error(rv, f"object class 0x{klass:x} is not supported")
     table = dict(CLASS_ATTRS[klass])
     if klass in TYPED_CLASSES:
         if key_type is None:
             raise P11Error(CKR.TEMPLATE_INCOMPLETE, "CKA_KEY_TYPE is required")
         spec = KEY_TYPES.get(key_type)
-        if spec is None or klass not in spec.attrs:
+        if spec is None:
+            raise P11Error(CKR.ATTRIBUTE_VALUE_INVALID, f"key type 0x{key_type:x} is unknown")
+        if klass not in spec.attrs:
             raise P11Error(CKR.TEMPLATE_INCONSISTENT,
                            f"key type 0x{key_type:x} has no objects of class 0x{klass:x}")
         table.update(spec.attrs[klass])
