@@ -10,7 +10,7 @@ SUDO=""
 # need -> Debian package that provides it
 declare -A PROVIDES=(
   [softhsm2-util]=softhsm2 [pkcs11-tool]=opensc [gcc]=gcc [openssl]=openssl [p11tool]=gnutls-bin
-  [ssh-keygen]=openssh-client [p11-kit]=p11-kit [javac]=default-jdk-headless
+  [ssh-keygen]=openssh-client [p11-kit]=p11-kit [javac]=default-jdk-headless [valgrind]=valgrind
 )
 missing=()
 for tool in "${!PROVIDES[@]}"; do
