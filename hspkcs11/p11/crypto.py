@@ -78,12 +78,12 @@ def init(st: State, s: Session, op: Op, mech_type: int, param: Param, key_handle
     if factory is None:
         raise P11Error(CKR.MECHANISM_INVALID, f"mechanism 0x{mech_type:x} cannot {kind.factory}")
     if op == Op.DIGEST:
-        s.ops[op] = ActiveOp(factory(param))
+        s.ops[op] = ActiveOp(factory(param), remake=lambda: factory(param))
         return
     key = st.key(s, key_handle)
     check_key(mech, key, kind.usage, kind.classes)
     st.hsm.require_master_key()
-    s.ops[op] = ActiveOp(factory(key, param), key)
+    s.ops[op] = ActiveOp(factory(key, param), key, remake=lambda: factory(key, param))
 
 
 def _active(s: Session, op: Op) -> ActiveOp:
@@ -91,6 +91,21 @@ def _active(s: Session, op: Op) -> ActiveOp:
     if active is None:
         raise P11Error(CKR.OPERATION_NOT_INITIALIZED, f"no {Op(op).name.lower()} operation is active")
     return active
+
+
+def _unspend(s: Session, op: Op, active: ActiveOp) -> None:
+    """Before a call that is not the repeat of a length query: a one-shot query ran the
+    whole operation on its impl, yet the operation is still as C_*Init left it (Base §5.2),
+    so it goes on with a fresh impl. After a final's query nothing more can be fed: the
+    call is out of sequence and ends the operation."""
+    if active.pending is None:
+        return
+    step, active.pending = active.pending[0][0], None
+    if step == Step.ONESHOT:
+        active.impl = active.remake()
+    elif step == Step.FINAL:
+        s.ops.pop(op, None)
+        raise P11Error(CKR.OPERATION_ACTIVE, "the operation was being finished (C_*Final length query)")
 
 
 def _run(s: Session, op: Op, fn: Any, *args: Any) -> Any:
@@ -112,6 +127,7 @@ def data(st: State, s: Session, op: Op, step: Step, data_in: bytes | None, cap: 
     if active.pending is not None and active.pending[0] == call:
         out = active.pending[1]
     else:
+        _unspend(s, op, active)
         impl = active.impl
         if step == Step.UPDATE:
             if not impl.multipart:
@@ -145,6 +161,7 @@ def feed(st: State, s: Session, op: Op, part: bytes | None) -> None:
     if not active.impl.multipart:
         s.ops.pop(op, None)
         raise P11Error(CKR.MECHANISM_INVALID, "this mechanism is single-part only")
+    _unspend(s, op, active)
     active.started = True
     _run(s, op, active.impl.update, part)
 
@@ -167,5 +184,6 @@ def digest_key(st: State, s: Session, key_handle: int) -> None:
     if key.klass != CKO.SECRET_KEY:
         s.ops.pop(Op.DIGEST, None)
         raise P11Error(CKR.KEY_INDIGESTIBLE, "only secret keys can be digested")
+    _unspend(s, Op.DIGEST, active)
     active.started = True
     _run(s, Op.DIGEST, active.impl.update, key.secret())

@@ -52,8 +52,9 @@ def login(st: State, handle: int, user: int, pin: bytes) -> None:
     t = st.token(s.serial)
     if user == CKU.CONTEXT_SPECIFIC:
         # Re-authentication for an operation; our keys never set CKA_ALWAYS_AUTHENTICATE,
-        # so this only verifies the PIN of the user who is logged in.
-        require(current == CKU.USER, CKR.USER_NOT_LOGGED_IN, "context-specific login needs a user login")
+        # so this only verifies the PIN of the user who is logged in. Base §5.6 C_Login:
+        # "Improper use of this user type will result in CKR_OPERATION_NOT_INITIALIZED".
+        require(current == CKU.USER, CKR.OPERATION_NOT_INITIALIZED, "context-specific login needs a user login")
         tokens.check_pin(st, t, CKU.USER, pin)
         return
     # The order of these checks is SoftHSM2's, so suites written against it see the same code.

@@ -46,6 +46,7 @@ class ActiveOp:
     key: P11Object | None = None
     pending: tuple[Any, bytes] | None = None   # (call, output) kept for a length query
     started: bool = False                      # an update call was made
+    remake: Any = None                         # a fresh impl, for after a one-shot length query
 
 
 @dataclass

@@ -118,7 +118,9 @@ def set_pin(st: State, s: Session, old: bytes, new: bytes) -> None:
     who = CKU.SO if st.logins.get(s.serial) == CKU.SO else CKU.USER
     t = st.token(s.serial)
     if who == CKU.USER and t.user_pin is None:
-        raise P11Error(CKR.USER_PIN_NOT_INITIALIZED, "the user PIN is not set")
+        # No old PIN can match; CKR_USER_PIN_NOT_INITIALIZED "can only be returned by
+        # C_Login" (Base §5.1.6), and C_SetPIN's list has CKR_PIN_INCORRECT.
+        raise P11Error(CKR.PIN_INCORRECT, "the user PIN is not set")
     check_pin(st, t, who, old)
     pins.check_length(new)
     field = "so_pin" if who == CKU.SO else "user_pin"
