@@ -2,8 +2,9 @@
  * that the module's own cost shows without python-pkcs11 in between: output buffers are
  * sized in advance (no length query), the keys are made once, and only the calls are timed.
  *
- *   cdriver MODULE_PATH TOKEN_LABEL USER_PIN SECONDS
+ *   cdriver MODULE_PATH TOKEN_LABEL USER_PIN SECONDS [OPERATION]
  *
+ * With OPERATION, only that one runs (for a profiler attached to the process).
  * Output, one line each:  "library DESCRIPTION VERSION"  then per operation
  *   "NAME OPS_PER_S CALLS SECONDS"   or   "NAME error WHAT"   (WHAT: "C_Fn 0xRV" or "check: ...")
  * Exit status 1 when the module cannot be loaded or logged into (reason on stderr).
@@ -28,6 +29,7 @@
 #define CKS_RW_USER_FUNCTIONS 3UL
 #define CKO_SECRET_KEY 4UL
 #define CKK_GENERIC_SECRET 0x10UL
+#define CKK_AES 0x1FUL
 #define CKA_CLASS 0x0UL
 #define CKA_TOKEN 0x1UL
 #define CKA_PRIVATE 0x2UL
@@ -67,15 +69,15 @@ static CK_SESSION_HANDLE s;
 static const char *failed;      /* the function (or check) behind the last error */
 
 static CK_BBOOL yes = 1, no = 0;
-static CK_ULONG aes_len = 32, secret_class = CKO_SECRET_KEY, generic = CKK_GENERIC_SECRET;
+static CK_ULONG aes_len = 32, secret_class = CKO_SECRET_KEY, generic = CKK_GENERIC_SECRET, aes_type = CKK_AES;
 static CK_BYTE p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};  /* prime256v1 */
 /* SHA-256 of `data` below (bytes 0..255, four times): a known answer for the digest. */
 static const CK_BYTE data_sha256[32] = {
     0x78, 0x5b, 0x07, 0x51, 0xfc, 0x2c, 0x53, 0xdc, 0x14, 0xa4, 0xce, 0x3d, 0x80, 0x0e, 0x69, 0xef,
     0x9c, 0xe1, 0x00, 0x9e, 0xb3, 0x27, 0xcc, 0xf4, 0x58, 0xaf, 0xe0, 0x9c, 0x24, 0x2c, 0x26, 0xc9};
 
-static CK_BYTE data[KIB], out[2 * KIB], back[2 * KIB], hash[32], sig[128], label[32];
-static CK_ULONG out_len, sig_len;
+static CK_BYTE data[KIB], out[2 * KIB], back[2 * KIB], hash[32], sig[128], label[32], blob[40];
+static CK_ULONG out_len, sig_len, blob_len;
 static CK_OBJECT_HANDLE aes, kek, hmac_key, ec_pub, ec_priv;
 /* Wrap and attribute reads take these keys in turn, as bench/compare.py does: the module
  * answers a call that repeats the one before from its kept answer (csrc/shim.c). */
@@ -269,6 +271,36 @@ static CK_RV setup_wrap(void)
     return CKR_OK;
 }
 
+/* aes_key_unwrap times C_UnwrapKey alone, to a session AES key with the template a client
+ * such as python-pkcs11 sends; the keys are destroyed after each batch, outside the clock. */
+static CK_RV unwrap(void)
+{
+    CK_ATTRIBUTE t[] = {A(CKA_CLASS, secret_class), A(CKA_KEY_TYPE, aes_type), A(CKA_TOKEN, no),
+                        A(CKA_SENSITIVE, yes), A(CKA_EXTRACTABLE, yes), A(CKA_ENCRYPT, yes),
+                        A(CKA_DECRYPT, yes), {CKA_LABEL, "unwrapped", 9}};
+    TRY(C_UnwrapKey, s, &m_wrap, kek, blob, blob_len, t, sizeof t / sizeof *t, &made[n_made]);
+    n_made++;
+    return CKR_OK;
+}
+
+static CK_RV destroy_made(void);
+
+static CK_RV setup_unwrap(void)
+{
+    CK_RV rv = setup_wrap();
+    if (rv != CKR_OK)
+        return rv;
+    memcpy(blob, out, sizeof blob);
+    blob_len = sizeof blob;
+    if ((rv = unwrap()) != CKR_OK)
+        return rv;
+    /* AES key wrap is deterministic: wrapping the unwrapped key again gives the same blob. */
+    out_len = sizeof out;
+    TRY(C_WrapKey, s, &m_wrap, kek, made[0], out, &out_len);
+    CHECK(out_len == blob_len && memcmp(out, blob, blob_len) == 0);
+    return destroy_made();
+}
+
 /* session_aes_keygen times C_GenerateKey alone: the keys of a batch are destroyed after it,
  * outside the clock, as bench/compare.py does, so that both figures measure the same thing. */
 static CK_RV keygen(void)
@@ -358,6 +390,7 @@ static const struct op ops[] = {
     {"ecdsa_p256_sign", setup_ecdsa, ecdsa_sign, NULL},
     {"ecdsa_p256_verify", setup_ecdsa, ecdsa_verify, NULL},
     {"aes_key_wrap", setup_wrap, wrap, NULL},
+    {"aes_key_unwrap", setup_unwrap, unwrap, destroy_made},
     {"session_aes_keygen", setup_keygen, keygen, destroy_made},
     {"get_attribute_label", setup_label, get_label, NULL},
     {"open_close_session", setup_open_close, open_close, NULL},
@@ -441,8 +474,8 @@ static CK_RV find_slot(const char *want, CK_SLOT_ID *found)
 
 int main(int argc, char **argv)
 {
-    if (argc != 5) {
-        fprintf(stderr, "usage: %s MODULE_PATH TOKEN_LABEL USER_PIN SECONDS\n", argv[0]);
+    if (argc != 5 && argc != 6) {
+        fprintf(stderr, "usage: %s MODULE_PATH TOKEN_LABEL USER_PIN SECONDS [OPERATION]\n", argv[0]);
         return 2;
     }
     const char *pin = argv[3];
@@ -478,6 +511,8 @@ int main(int argc, char **argv)
         data[i] = (CK_BYTE)i;
     memcpy(hash, data_sha256, sizeof hash);   /* CKM_ECDSA signs a hash */
     for (size_t i = 0; i < sizeof ops / sizeof *ops; i++) {
+        if (argc == 6 && strcmp(argv[5], ops[i].name) != 0)
+            continue;
         unsigned long calls = 0;
         double spent = 0;
         failed = NULL;

@@ -30,6 +30,7 @@ OPERATIONS: dict[str, str] = {
     "ecdsa_p256_sign": "ECDSA P-256 sign (CKM_ECDSA of a hash)",
     "ecdsa_p256_verify": "ECDSA P-256 verify (CKM_ECDSA of a hash)",
     "aes_key_wrap": "AES key wrap of a 32-byte key, 64 keys in turn",
+    "aes_key_unwrap": "AES key unwrap to a session AES key",
     "session_aes_keygen": "AES-256 key generation, session object",
     "get_attribute_label": "C_GetAttributeValue(CKA_LABEL), 64 session keys in turn",
     "open_close_session": "C_OpenSession + C_CloseSession",

@@ -24,7 +24,7 @@ from ..hsm.store import StoreError
 from ..p11 import crypto, keys, manage, sessions, tokens
 from ..p11.pins import MAX_LEN, MIN_LEN
 from ..p11.state import State
-from ..p11 import codec
+from ..p11 import codec, schema
 from . import params
 from .log import configure_logging, log
 from .trace import Tracer
@@ -137,10 +137,21 @@ _RECORD = struct.Struct("@LL")     # one flattened attribute's type and length (
 _NULL_VALUE = (1 << 64) - 1        # HS_NULL_VALUE: a NULL value that claims a length
 
 
+# Decoded templates by their flattened bytes. Clients send the same template call after
+# call (python-pkcs11 builds one per unwrap or key generation), and decoding a dozen
+# attributes costs more than the rest of the bridge. Templates that carry key material
+# are never kept; values are immutable, so a shallow copy hands out a private dict.
+_KEPT_TEMPLATES: dict[bytes, dict[int, Any]] = {}
+_KEPT_TEMPLATES_MAX, _KEPT_TEMPLATE_SIZE = 256, 1024
+
+
 def _template(flat: Any, size: int) -> dict[int, Any]:
     """A template the shim flattened (csrc/shim.c hs_flatten) as {CKA: value}; bad
     entries get the spec's codes."""
     data = ffi.buffer(flat, size)[:] if size else b""
+    kept = _KEPT_TEMPLATES.get(data)
+    if kept is not None:
+        return dict(kept)
     out: dict[int, Any] = {}
     off = 0
     while off < size:
@@ -152,6 +163,11 @@ def _template(flat: Any, size: int) -> dict[int, Any]:
             raise P11Error(CKR.TEMPLATE_INCONSISTENT, f"attribute 0x{cka:x} appears twice")
         out[cka] = codec.decode(cka, data[off:off + n])
         off += (n + 7) & ~7
+    if size <= _KEPT_TEMPLATE_SIZE and out.keys().isdisjoint(schema.key_material_types()):
+        if len(_KEPT_TEMPLATES) >= _KEPT_TEMPLATES_MAX:
+            _KEPT_TEMPLATES.clear()
+        _KEPT_TEMPLATES[data] = out
+        return dict(out)
     return out
 
 

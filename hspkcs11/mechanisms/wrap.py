@@ -64,7 +64,7 @@ def _kek(key: KeyView) -> bytes:
 def _kw_param(param: Param) -> dict[str, Any]:
     """The optional 8-byte IV of CKM_AES_KEY_WRAP; absent or empty: the RFC default."""
     if param is None or param == b"":
-        return {"iv": None}
+        return {}
     if isinstance(param, (bytes, bytearray)) and len(param) == 8:
         return {"iv": bytes(param)}
     raise P11Error(CKR.MECHANISM_PARAM_INVALID, "AES key wrap IV must be 8 bytes")

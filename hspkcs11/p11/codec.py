@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import struct
 from enum import Enum, auto
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from ..consts import CKA, CKA_VENDOR_DEFINED, CKR
 from ..errors import P11Error
@@ -44,40 +44,64 @@ def known(cka: int) -> bool:
     return cka in KINDS
 
 
-def decode(cka: int, raw: bytes) -> Any:
-    """C bytes -> Python value; CKR_ATTRIBUTE_TYPE_INVALID / _VALUE_INVALID on bad input."""
-    kind = KINDS.get(cka)
-    if kind is None:
-        why = "vendor-defined" if cka >= CKA_VENDOR_DEFINED else "unknown or unsupported"
-        raise P11Error(CKR.ATTRIBUTE_TYPE_INVALID, f"attribute 0x{cka:x} is {why}")
-    if kind is Kind.BYTES:
-        return raw
-    if kind is Kind.BOOL:
-        if len(raw) != 1:
-            raise P11Error(CKR.ATTRIBUTE_VALUE_INVALID, f"{_name(cka)}: CK_BBOOL must be 1 byte")
-        return raw != b"\x00"
-    if kind is Kind.ULONG:
-        if len(raw) != _ULONG.size:
-            raise P11Error(CKR.ATTRIBUTE_VALUE_INVALID, f"{_name(cka)}: CK_ULONG must be 8 bytes")
-        return _ULONG.unpack(raw)[0]
-    if kind is Kind.DATE:
-        if len(raw) not in (0, 8) or (raw and not raw.isdigit()):
-            raise P11Error(CKR.ATTRIBUTE_VALUE_INVALID, f"{_name(cka)}: CK_DATE is YYYYMMDD or empty")
-        return raw
-    if len(raw) % _ULONG.size:  # Kind.MECHS
+def _decode_bool(cka: int, raw: bytes) -> bool:
+    if len(raw) != 1:
+        raise P11Error(CKR.ATTRIBUTE_VALUE_INVALID, f"{_name(cka)}: CK_BBOOL must be 1 byte")
+    return raw != b"\x00"
+
+
+def _decode_ulong(cka: int, raw: bytes) -> int:
+    if len(raw) != _ULONG.size:
+        raise P11Error(CKR.ATTRIBUTE_VALUE_INVALID, f"{_name(cka)}: CK_ULONG must be 8 bytes")
+    return _unpack_ulong(raw)[0]
+
+
+def _decode_bytes(cka: int, raw: bytes) -> bytes:
+    return raw
+
+
+def _decode_date(cka: int, raw: bytes) -> bytes:
+    if len(raw) not in (0, 8) or (raw and not raw.isdigit()):
+        raise P11Error(CKR.ATTRIBUTE_VALUE_INVALID, f"{_name(cka)}: CK_DATE is YYYYMMDD or empty")
+    return raw
+
+
+def _decode_mechs(cka: int, raw: bytes) -> tuple[int, ...]:
+    if len(raw) % _ULONG.size:
         raise P11Error(CKR.ATTRIBUTE_VALUE_INVALID, f"{_name(cka)}: not a CK_MECHANISM_TYPE array")
     return tuple(v for (v,) in _ULONG.iter_unpack(raw))
 
 
+def _encode_bool(value: Any) -> bytes:
+    return b"\x01" if value else b"\x00"
+
+
+def _encode_mechs(value: Any) -> bytes:
+    return b"".join(_ULONG.pack(m) for m in value)
+
+
+_unpack_ulong = _ULONG.unpack
+_DECODE_KIND = {Kind.BOOL: _decode_bool, Kind.ULONG: _decode_ulong, Kind.BYTES: _decode_bytes,
+                Kind.DATE: _decode_date, Kind.MECHS: _decode_mechs}
+_ENCODE_KIND = {Kind.BOOL: _encode_bool, Kind.ULONG: _ULONG.pack, Kind.BYTES: bytes,
+                Kind.DATE: bytes, Kind.MECHS: _encode_mechs}
+# Per attribute type, keyed by plain int: each call is one dict lookup and one call
+# (comparing Kind members costs an Enum attribute lookup each on Python 3.11).
+_DECODERS: dict[int, Callable[[int, bytes], Any]] = {int(c): _DECODE_KIND[k] for c, k in KINDS.items()}
+ENCODERS: dict[int, Callable[[Any], bytes]] = {int(c): _ENCODE_KIND[k] for c, k in KINDS.items()}
+
+
+def decode(cka: int, raw: bytes) -> Any:
+    """C bytes -> Python value; CKR_ATTRIBUTE_TYPE_INVALID / _VALUE_INVALID on bad input."""
+    fn = _DECODERS.get(cka)
+    if fn is None:
+        why = "vendor-defined" if cka >= CKA_VENDOR_DEFINED else "unknown or unsupported"
+        raise P11Error(CKR.ATTRIBUTE_TYPE_INVALID, f"attribute 0x{cka:x} is {why}")
+    return fn(cka, raw)
+
+
 def encode(cka: int, value: Any) -> bytes:
-    kind = KINDS[cka]
-    if kind is Kind.BOOL:
-        return b"\x01" if value else b"\x00"
-    if kind is Kind.ULONG:
-        return _ULONG.pack(value)
-    if kind is Kind.MECHS:
-        return b"".join(_ULONG.pack(m) for m in value)
-    return bytes(value)
+    return ENCODERS[cka](value)
 
 
 def pack_attrs(attrs: Iterable[tuple[int, Any]]) -> bytes:

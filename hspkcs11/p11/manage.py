@@ -109,20 +109,24 @@ def get_attributes(st: State, s: Session, handle: int, types: list[int]) -> list
     rules = schema.compiled(obj.klass, attrs.get(CKA.KEY_TYPE))
     # Table 10 footnote 7: a sensitive or unextractable key never reveals these.
     hidden = rules.sensitive if attrs.get(CKA.SENSITIVE) or not attrs.get(CKA.EXTRACTABLE, True) else ()
+    flags, encoders = rules.flags, codec.ENCODERS
     out: list[tuple[int, bytes]] = []
     for cka in types:
-        if cka not in rules.flags or not codec.known(cka):
+        encode = encoders.get(cka)
+        if encode is None or cka not in flags:
             out.append(_NO_SUCH_ATTRIBUTE)
         elif cka in hidden:
             out.append(_SENSITIVE)
         else:
             value = attrs[cka] if cka in attrs else obj.attr(cka)
-            out.append(_NO_SUCH_ATTRIBUTE if value is None else (CKR.OK, codec.encode(cka, value)))
+            out.append(_NO_SUCH_ATTRIBUTE if value is None else (_OK, encode(value)))
     return out
 
 
-_NO_SUCH_ATTRIBUTE = (CKR.ATTRIBUTE_TYPE_INVALID, b"")
-_SENSITIVE = (CKR.ATTRIBUTE_SENSITIVE, b"")
+# Plain ints: the per-attribute loop above runs for every attribute a client reads.
+_OK = int(CKR.OK)
+_NO_SUCH_ATTRIBUTE = (int(CKR.ATTRIBUTE_TYPE_INVALID), b"")
+_SENSITIVE = (int(CKR.ATTRIBUTE_SENSITIVE), b"")
 
 
 def set_attributes(st: State, s: Session, handle: int, template: dict[int, Any]) -> None:

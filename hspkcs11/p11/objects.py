@@ -30,18 +30,25 @@ class Sealer(Protocol):
 class P11Object:
     """A token or session object. Implements the mechanisms' KeyView protocol."""
 
-    __slots__ = ("handle", "serial", "session", "uid", "attrs", "_sealed", "_secrets", "_crypto",
+    __slots__ = ("handle", "serial", "session", "_uid", "attrs", "_sealed", "_secrets", "_crypto",
                  "_unit", "mkvp")
 
     def __init__(self, handle: int, serial: str, attrs: dict[int, Any], *, session: int | None = None,
                  uid: bytes | None = None, secrets: dict[int, Any] | None = None,
                  sealed: bytes | None = None, unit: Sealer | None = None, mkvp: str | None = None):
         self.handle, self.serial, self.session = handle, serial, session
-        self.uid = uid or os.urandom(UID_LEN)
+        self._uid = uid   # drawn on first use: a session key that is never sealed needs none
         self.attrs = attrs
         self._secrets = secrets
         self._sealed, self._unit, self.mkvp = sealed, unit, mkvp
         self._crypto: Any = None
+
+    @property
+    def uid(self) -> bytes:
+        """The object's identity in the sealed blob's associated data (docs/store-format.md)."""
+        if self._uid is None:
+            self._uid = os.urandom(UID_LEN)
+        return self._uid
 
     # ---- KeyView -----------------------------------------------------------------------
     @property
@@ -71,6 +78,8 @@ class P11Object:
     def attr(self, cka: int, default: Any = None) -> Any:
         if cka in self.attrs:
             return self.attrs[cka]
+        if self._secrets is not None and cka in self._secrets:   # unsealed already
+            return self._secrets[cka]
         if schema.is_sealed(self.attrs, cka):
             return self.secrets().get(cka, default)
         return default
@@ -102,10 +111,11 @@ class P11Object:
 
 
 def split(attrs: dict[int, Any]) -> tuple[dict[int, Any], dict[int, Any]]:
+    """(public, secret) attributes. A class has few sealed types and a key many public
+    ones, so the secret ones are picked out of a copy (cheaper than sorting each one)."""
     sealed = schema.compiled(attrs[CKA.CLASS], attrs.get(CKA.KEY_TYPE)).sealed
-    public, secret = {}, {}
-    for cka, value in attrs.items():
-        (secret if cka in sealed else public)[cka] = value
+    public = dict(attrs)
+    secret = {cka: public.pop(cka) for cka in sealed if cka in public}
     return public, secret
 
 

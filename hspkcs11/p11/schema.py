@@ -170,11 +170,18 @@ class Compiled:
     defaults: dict[How, dict[int, Any]]         # CKA -> default, where not forbidden
     sealed: frozenset[int]
     sensitive: frozenset[int]
+    # The template checks of new_object as sets, so that a good template passes in a few
+    # C-level set operations: the attributes a template may not give, per way of making
+    # the object (COMPUTED or FORBID_*), and those only the SO may set true.
+    refused: dict[How, frozenset[int]]
+    so_only: frozenset[int]
 
 
 @lru_cache(maxsize=None)
 def compiled(klass: int, key_type: int | None) -> Compiled:
-    table = rules(klass, key_type)
+    # Plain int keys: templates decoded from C have int keys, and a dict or set lookup of
+    # an int that finds an IntEnum key compares the two the slow way.
+    table = {int(cka): rule for cka, rule in rules(klass, key_type).items()}
     flags = {cka: int(rule.flags) for cka, rule in table.items()}
     return Compiled(
         flags,
@@ -182,7 +189,17 @@ def compiled(klass: int, key_type: int | None) -> Compiled:
         {how: {c: r.default for c, r in table.items() if r.default is not None and not flags[c] & int(_FORBIDDEN[how])}
          for how in How},
         frozenset(c for c, f in flags.items() if f & int(F.SEALED)),
-        frozenset(c for c, f in flags.items() if f & int(F.SENSITIVE)))
+        frozenset(c for c, f in flags.items() if f & int(F.SENSITIVE)),
+        {how: frozenset(c for c, f in flags.items() if f & (_COMPUTED | int(_FORBIDDEN[how]))) for how in How},
+        frozenset(c for c, f in flags.items() if f & _SO_ONLY))
+
+
+@lru_cache(maxsize=None)
+def key_material_types() -> frozenset[int]:
+    """Every attribute type that holds key material in some class or key type (flag
+    SEALED): a template carrying one of these is never kept anywhere (abi/bridge.py)."""
+    tables = [*CLASS_ATTRS.values(), *(t for spec in KEY_TYPES.values() for t in spec.attrs.values())]
+    return frozenset(int(c) for t in tables for c, r in t.items() if r.flags & F.SEALED)
 
 
 def new_object(how: How, klass: int, key_type: int | None, template: Mapping[int, Any],
@@ -193,6 +210,21 @@ def new_object(how: How, klass: int, key_type: int | None, template: Mapping[int
     values the mechanism computed after this check (they are the FORBID_* attributes).
     """
     c = compiled(klass, key_type)
+    given = template.keys()
+    if (not given <= c.flags.keys() or not given.isdisjoint(c.refused[how])
+            or (not is_so and any(template[cka] for cka in given & c.so_only))):
+        _refuse(how, c, template, is_so)
+    missing = [cka for cka in c.required[how] if cka not in template]
+    if missing:
+        raise P11Error(CKR.TEMPLATE_INCOMPLETE, "missing " + ", ".join(_n(c) for c in missing))
+    attrs = dict(c.defaults[how])
+    attrs.update(template)
+    return attrs
+
+
+def _refuse(how: How, c: Compiled, template: Mapping[int, Any], is_so: bool) -> None:
+    """The error for the first attribute of `template`, in its order, that new_object's
+    set checks found wrong (Base §4.1.1: the code names that attribute's fault)."""
     forbidden = int(_FORBIDDEN[how])
     for cka, value in template.items():
         flags = c.flags.get(cka)
@@ -205,12 +237,6 @@ def new_object(how: How, klass: int, key_type: int | None, template: Mapping[int
             raise P11Error(rv, f"{_n(cka)} may not be given to {how.name.lower()}")
         if flags & _SO_ONLY and value and not is_so:
             raise P11Error(CKR.ATTRIBUTE_READ_ONLY, f"only the SO may set {_n(cka)}")
-    missing = [cka for cka in c.required[how] if cka not in template]
-    if missing:
-        raise P11Error(CKR.TEMPLATE_INCOMPLETE, "missing " + ", ".join(_n(c) for c in missing))
-    attrs = dict(c.defaults[how])
-    attrs.update(template)
-    return attrs
 
 
 def check_change(attrs: Mapping[int, Any], changes: Mapping[int, Any], is_so: bool,
