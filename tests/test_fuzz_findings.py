@@ -91,3 +91,20 @@ def test_set_pin_before_the_user_pin_is_set_is_pin_incorrect(module: Module) -> 
         assert raw.C_SetPIN(h, b"1234", 4, b"5678", 4) == CKR.PIN_INCORRECT
     finally:
         raw.C_CloseSession(h)
+
+
+def test_a_find_for_a_class_or_key_type_above_2_to_63_finds_nothing(module: Module, token: pkcs11.Token) -> None:
+    """A CK_ULONG template value above SQLite's signed 64-bit range reached the store's
+    index query, which raised OverflowError (CKR_GENERAL_ERROR). No object can hold such
+    a class or key type, so the find succeeds and finds nothing (Base §5.7)."""
+    raw, h = _session(module, token)
+    try:
+        for cka in (CKA.CLASS, CKA.KEY_TYPE):
+            for value in (2**63, 2**64 - 1):
+                tmpl, _keep = template((cka, ulong(value)))
+                assert raw.C_FindObjectsInit(h, tmpl, 1) == CKR.OK, (cka, value)
+                found, count = ffi.new("CK_OBJECT_HANDLE[4]"), ffi.new("CK_ULONG *")
+                assert raw.C_FindObjects(h, found, 4, count) == CKR.OK and count[0] == 0
+                assert raw.C_FindObjectsFinal(h) == CKR.OK
+    finally:
+        raw.C_CloseSession(h)

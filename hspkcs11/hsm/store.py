@@ -98,6 +98,7 @@ class TokenRow:
 
 
 _OBJECT_COLUMNS = "handle, serial, uid, class, key_type, private, label, ckaid, attrs, sealed, mkvp"
+_SQLITE_MIN, _SQLITE_MAX = -2**63, 2**63 - 1     # SQLite integers are signed 64-bit
 
 
 _DIGEST_HEADER = struct.Struct(">qqqBIIIIII")
@@ -302,6 +303,8 @@ class Store:
         sql = f"SELECT {_OBJECT_COLUMNS}, digest FROM objects WHERE serial = ?"
         args: list[object] = [serial]
         for column, value in (("class", klass), ("label", label), ("ckaid", ckaid), ("key_type", key_type)):
+            if isinstance(value, int) and not _SQLITE_MIN <= value <= _SQLITE_MAX:
+                return []       # a CK_ULONG no row can hold
             if value is not None:
                 sql += f" AND {column} = ?"
                 args.append(value)

@@ -6,10 +6,12 @@ declares which kind it takes (`ParamKind`) and never sees a pointer.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum, auto
+from enum import IntEnum, auto
+
+from ..consts import fast_members
 
 
-class ParamKind(Enum):
+class ParamKind(IntEnum):    # IntEnum: STRUCTS is looked up per call, and int hashing is C
     NONE = auto()            # no parameter allowed
     RAW = auto()             # the bytes as given (an IV, a DH public value, a KW IV)
     ULONG = auto()           # one CK_ULONG (CK_MAC_GENERAL_PARAMS)
@@ -22,6 +24,9 @@ class ParamKind(Enum):
     AES_CBC_DATA = auto()    # CK_AES_CBC_ENCRYPT_DATA_PARAMS
     DES_CBC_DATA = auto()    # CK_DES_CBC_ENCRYPT_DATA_PARAMS
     EDDSA = auto()           # CK_EDDSA_PARAMS (optional for Ed25519)
+
+
+ParamKind = fast_members(ParamKind)  # type: ignore[misc]  # consts.py: plain attribute lookup
 
 
 @dataclass(frozen=True)

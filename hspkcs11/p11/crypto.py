@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from ..consts import CKA, CKO, CKR
+from ..consts import CKA, CKO, CKR, fast_members
 from ..errors import P11Error, require
 from ..mechanisms import lookup
 from ..mechanisms.params import Param
@@ -31,6 +31,10 @@ class Step(IntEnum):        # `enum hs_step`
     ONESHOT = 0
     UPDATE = 1
     FINAL = 2
+
+
+Op = fast_members(Op)  # type: ignore[misc]  # consts.py: plain attribute lookup
+Step = fast_members(Step)  # type: ignore[misc]
 
 
 CAP_QUERY = (1 << 64) - 1   # HS_CAP_QUERY: NULL output buffer

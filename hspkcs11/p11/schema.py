@@ -9,11 +9,11 @@ same CKR codes. Defaults follow SoftHSM2 where the spec leaves them to the token
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum, auto
+from enum import IntEnum, auto
 from functools import lru_cache
 from typing import Any, Mapping
 
-from ..consts import CKA, CKO, CKR, CK_UNAVAILABLE_INFORMATION
+from ..consts import CKA, CKO, CKR, CK_UNAVAILABLE_INFORMATION, fast_members
 from ..errors import P11Error
 from ..mechanisms.registry import KEY_TYPES, Attr, AttrFlag as F
 
@@ -118,11 +118,14 @@ USAGE = {"encrypt": CKA.ENCRYPT, "decrypt": CKA.DECRYPT, "sign": CKA.SIGN, "veri
          "wrap": CKA.WRAP, "unwrap": CKA.UNWRAP, "derive": CKA.DERIVE}
 
 
-class How(Enum):
+class How(IntEnum):       # IntEnum: it keys per-call dict lookups, and int hashing is C
     CREATE = auto()
     GENERATE = auto()
     UNWRAP = auto()
     DERIVE = auto()
+
+
+How = fast_members(How)  # type: ignore[misc]  # consts.py: plain attribute lookup
 
 
 # Required/forbidden flags per way of making an object, and the code for a violation.

@@ -39,9 +39,13 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("how,template,is_so,expected", CASES,
-                         ids=[f"{c[0].name}-{'-'.join(CKA(k).name if k in CKA._value2member_map_ else hex(k) for k in c[1])}"
-                              f"{'-so' if c[2] else ''}" for c in CASES])
+def _id(case: tuple) -> str:
+    how, template, is_so, _ = case
+    names = [getattr(k, "name", hex(k)) for k in template]
+    return "-".join([how.name, *names] + (["so"] if is_so else []))
+
+
+@pytest.mark.parametrize("how,template,is_so,expected", CASES, ids=[_id(c) for c in CASES])
 def test_the_first_offending_attribute_names_the_code(how: How, template: dict[int, Any], is_so: bool,
                                                        expected: int) -> None:
     as_ints = {int(k): v for k, v in template.items()}
