@@ -7,6 +7,7 @@ This module imports nothing else from the package: the build script loads it by 
 from __future__ import annotations
 
 from enum import IntEnum, IntFlag
+from typing import Any, Iterator, Mapping
 
 CK_UNAVAILABLE_INFORMATION = 0xFFFFFFFFFFFFFFFF  # ~0UL with 64-bit CK_ULONG
 CK_EFFECTIVELY_INFINITE = 0
@@ -404,22 +405,22 @@ class InitFlag(IntFlag):
 class _Members(type):
     """The type of a namespace of one enum's members (see above)."""
 
-    _enum: type
+    _enum: Any
 
-    def __call__(cls, *args: object) -> object:
+    def __call__(cls, *args: Any) -> Any:
         return cls._enum(*args)
 
-    def __getitem__(cls, name: str) -> object:
-        return cls._enum[name]  # type: ignore[index]
+    def __getitem__(cls, name: str) -> Any:
+        return cls._enum[name]
 
-    def __iter__(cls):  # type: ignore[no-untyped-def]
-        return iter(cls._enum)  # type: ignore[call-overload]
+    def __iter__(cls) -> Iterator[Any]:
+        return iter(cls._enum)
 
     def __len__(cls) -> int:
-        return len(cls._enum)  # type: ignore[arg-type]
+        return len(cls._enum)
 
     def __contains__(cls, value: object) -> bool:
-        return value in cls._enum  # type: ignore[operator]
+        return value in cls._enum
 
     def __instancecheck__(cls, obj: object) -> bool:
         return isinstance(obj, cls._enum)
@@ -428,13 +429,13 @@ class _Members(type):
         return repr(cls._enum)
 
     @property
-    def __members__(cls):  # type: ignore[no-untyped-def]
-        return cls._enum.__members__  # type: ignore[attr-defined]
+    def __members__(cls) -> Mapping[str, Any]:
+        return cls._enum.__members__
 
 
-def fast_members(enum: type) -> type:
+def fast_members(enum: Any) -> Any:
     """A namespace of `enum`'s members with plain (fast) attribute lookup."""
-    return _Members(enum.__name__, (), {**enum.__members__, "_enum": enum,  # type: ignore[attr-defined]
+    return _Members(enum.__name__, (), {**enum.__members__, "_enum": enum,
                                         "__doc__": enum.__doc__, "__module__": enum.__module__})
 
 

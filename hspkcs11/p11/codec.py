@@ -53,7 +53,7 @@ def _decode_bool(cka: int, raw: bytes) -> bool:
 def _decode_ulong(cka: int, raw: bytes) -> int:
     if len(raw) != _ULONG.size:
         raise P11Error(CKR.ATTRIBUTE_VALUE_INVALID, f"{_name(cka)}: CK_ULONG must be 8 bytes")
-    return _unpack_ulong(raw)[0]
+    return _ULONG.unpack(raw)[0]
 
 
 def _decode_bytes(cka: int, raw: bytes) -> bytes:
@@ -80,7 +80,6 @@ def _encode_mechs(value: Any) -> bytes:
     return b"".join(_ULONG.pack(m) for m in value)
 
 
-_unpack_ulong = _ULONG.unpack
 _DECODE_KIND = {Kind.BOOL: _decode_bool, Kind.ULONG: _decode_ulong, Kind.BYTES: _decode_bytes,
                 Kind.DATE: _decode_date, Kind.MECHS: _decode_mechs}
 _ENCODE_KIND = {Kind.BOOL: _encode_bool, Kind.ULONG: _ULONG.pack, Kind.BYTES: bytes,
