@@ -6,6 +6,7 @@ Found through $HSPKCS11_CONF, then ~/.config/hspkcs11/hspkcs11.conf, then
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +17,19 @@ class ConfigError(Exception):
 
 SEARCH = (Path("~/.config/hspkcs11/hspkcs11.conf"), Path("/etc/hspkcs11/hspkcs11.conf"))
 LOG_LEVELS = ("ERROR", "WARNING", "INFO", "DEBUG")
+NAME = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")     # region and zone names, as the cloud spells them
+NAME_MAX = 63
+
+
+def check_name(value: str) -> str:
+    """A region or zone name: each becomes a directory under data.dir, so anything else
+    ('..', '/', an empty name) could put units outside it. ValueError says what to do."""
+    if len(value) > NAME_MAX:
+        raise ValueError(f"{len(value)} characters; a region or zone name has at most {NAME_MAX}: shorten it")
+    if not NAME.fullmatch(value):
+        raise ValueError("a region or zone name is lowercase letters and digits, with single dashes between "
+                         "them (like us-south or us-south-1): rename it")
+    return value
 
 
 @dataclass(frozen=True)
@@ -30,6 +44,16 @@ class Config:
     log_file: Path | None = None
     pin_max_failures: int = 10
     source: Path | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        # The file's parsers already checked these (naming the line); this also covers
+        # configurations built in code, e.g. restore's target made with replace().
+        for key, value in (("region", self.region), ("backup.region", self.backup_region),
+                           *(("zones", z) for z in self.zones)):
+            try:
+                check_name(value)
+            except ValueError as exc:
+                raise ConfigError(f"{key} = {value!r}: {exc}") from None
 
     @property
     def region_dir(self) -> Path:
@@ -58,6 +82,11 @@ def _zones(value: str) -> tuple[str, ...]:
     zones = tuple(z.strip() for z in value.split(",") if z.strip())
     if not 2 <= len(zones) <= 3 or len(set(zones)) != len(zones):
         raise ValueError("list 2 or 3 distinct zone names, comma separated")
+    for z in zones:
+        try:
+            check_name(z)
+        except ValueError as exc:
+            raise ValueError(f"zone {z!r}: {exc}") from None
     return zones
 
 
@@ -78,13 +107,23 @@ def _path(value: str) -> Path:
     return Path(value).expanduser()
 
 
+def _dir(value: str) -> Path:
+    # A relative (or empty, i.e. ".") directory would be resolved against wherever each
+    # process happens to start, scattering units and backups.
+    path = Path(value).expanduser()
+    if not value or not path.is_absolute():
+        raise ValueError("must be an absolute directory (like /var/lib/hspkcs11 or ~/hspkcs11): a relative or "
+                         "empty one depends on the directory each process starts in")
+    return path
+
+
 # config key -> (Config field, parser)
 KEYS = {
-    "data.dir": ("data_dir", _path),
-    "region": ("region", str),
+    "data.dir": ("data_dir", _dir),
+    "region": ("region", check_name),
     "zones": ("zones", _zones),
-    "backup.region": ("backup_region", str),
-    "backup.dir": ("backup_dir", _path),
+    "backup.region": ("backup_region", check_name),
+    "backup.dir": ("backup_dir", _dir),
     "backup.keep": ("backup_keep", _positive),
     "log.level": ("log_level", _level),
     "log.file": ("log_file", _path),

@@ -6,9 +6,18 @@ from pathlib import Path
 
 import click
 
+from ..config import check_name
 from ..hsm import backup as bk
 from .backup import failing, util_command
 from .common import Bar, config, confirm, pass_ctx
+
+
+def _region_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    # The name becomes a directory under data.dir: refuse '..', '/' before anything is read.
+    try:
+        return check_name(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r}: {exc}") from None
 
 
 class ZoneBars:
@@ -31,7 +40,7 @@ class ZoneBars:
 @click.command("restore")
 @click.option("--from", "source", required=True, metavar="ID",
               help="A backup ID from `backup list`, or the path of a backup directory.")
-@click.option("--region", required=True, help="The region to create (e.g. eu-de).")
+@click.option("--region", required=True, callback=_region_name, help="The region to create (e.g. eu-de).")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Data directory of the new instance (default: the configured data.dir).")
 @click.option("--force", is_flag=True, help="Restore over a region whose units hold live data (replaces it).")

@@ -1,9 +1,12 @@
 """`hspkcs11-util zone ...`: take zones down and up, inject finer faults (runbook drills)."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import click
 
-from ..hsm.faults import OPERATIONS
+from ..hsm.faults import OPERATIONS, RESET_COMMAND, FaultFileError
 from ..hsm.replica import RegionService
 from .common import Failure, config, pass_ctx
 
@@ -13,6 +16,15 @@ def _service(ctx: click.Context, zone: str | None = None) -> RegionService:
     if zone is not None and zone not in svc.config.zones:
         raise Failure(f"no zone {zone!r} in region {svc.name}; its zones are {', '.join(svc.config.zones)}")
     return svc
+
+
+@contextmanager
+def _fault_file() -> Iterator[None]:
+    """A damaged or long-locked fault file is the operator's to fix: one line, exit 1."""
+    try:
+        yield
+    except FaultFileError as exc:
+        raise Failure(str(exc)) from exc
 
 
 def _ops(value: str) -> tuple[str, ...]:
@@ -38,11 +50,17 @@ def list_zones(ctx: click.Context) -> None:
       hspkcs11-util zone list
     """
     svc = _service(ctx)
+    damaged = svc.faults.check()
     faults = svc.faults.read()
     for unit in svc.units:
         health = faults[unit.zone].describe() if unit.zone in faults else "healthy"
+        if damaged:              # this process has no good view: say so rather than "healthy"
+            health = "unknown (the fault file is damaged)"
         refusal = svc.refusal(unit)
         click.echo(f"{unit.zone}: {health}{'; refused: ' + refusal if refusal else ''}")
+    if damaged:
+        raise Failure(f"fault file {svc.faults.path} is damaged ({damaged}): run `{RESET_COMMAND}` to rewrite "
+                      "it with every zone healthy")
 
 
 @zone.command("down")
@@ -56,7 +74,8 @@ def down(ctx: click.Context, name: str) -> None:
       hspkcs11-util zone down us-south-2
     """
     svc = _service(ctx, name)
-    svc.faults.set(name, down=True)
+    with _fault_file():
+        svc.faults.set(name, down=True)
     svc.record("zone-down", zone=name)
     click.echo(f"zone {name} is down; clients fail over to the other zones")
 
@@ -72,7 +91,8 @@ def up(ctx: click.Context, name: str) -> None:
       hspkcs11-util zone up us-south-2
     """
     svc = _service(ctx, name)
-    svc.faults.clear(name)
+    with _fault_file():
+        svc.faults.clear(name)
     with svc.write_lock():
         def report(zone: str, n: int) -> None:
             click.echo(f"zone {zone}: caught up {n} change(s)")
@@ -109,7 +129,8 @@ def fault(ctx: click.Context, name: str, delay_ms: int | None, delay_ops: str | 
     if not changes:
         raise Failure("give at least one of --delay-ms, --delay-ops, --error-ops, --corrupt")
     svc = _service(ctx, name)
-    now = svc.faults.set(name, **changes)
+    with _fault_file():
+        now = svc.faults.set(name, **changes)
     svc.record("zone-fault", zone=name, fault=now.describe())
     click.echo(f"zone {name}: {now.describe()}")
 
@@ -125,6 +146,30 @@ def clear(ctx: click.Context, name: str) -> None:
       hspkcs11-util zone clear us-south-1
     """
     ctx.invoke(up, name=name)
+
+
+@zone.command("reset-faults")
+@pass_ctx
+def reset_faults(ctx: click.Context) -> None:
+    """Rewrite the fault file with every zone healthy (the fix for a damaged file).
+
+    Zones that were down catch up from a peer before they serve, as with `zone up`.
+
+    \b
+    Example:
+      hspkcs11-util zone reset-faults
+    """
+    svc = _service(ctx)
+    with _fault_file():
+        damaged = svc.faults.reset()
+    # Recorded before the catch-up: the file is rewritten whether or not that succeeds.
+    svc.record("zone-reset-faults", damaged=damaged)
+    with svc.write_lock():
+        def report(zone: str, n: int) -> None:
+            click.echo(f"zone {zone}: caught up {n} change(s)")
+        svc.catch_up(progress=report)
+    was = f"was damaged ({damaged}), " if damaged else ""
+    click.echo(f"fault file {svc.faults.path} {was}rewritten with no faults: every zone is up")
 
 
 def register(cli: click.Group) -> None:

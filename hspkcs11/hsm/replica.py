@@ -334,12 +334,18 @@ class ReplicatedStore:
     def _read(self, what: str, fn: Callable[[Any], T]) -> T:
         return self.s.each("read", what, lambda unit: fn(unit.store), self.s.readers())
 
-    def _write(self, what: str, fn: Callable[[Any, int], None], sealed_under: str | None = None) -> int:
+    def _write(self, what: str, fn: Callable[[Any, int], None], sealed_under: str | None = None,
+               precondition: Callable[[Any], bool] | None = None) -> int | None:
+        """Apply `fn` to every healthy unit under the region's lock. `precondition` reads
+        the caught-up units' own state under that lock (never a cached copy) and may
+        decline the write: then nothing is written and the answer is None."""
         errors = []
         with self.s.write_lock():
             units, head = self.s.catch_up()
             if sealed_under is not None and any(sealed_under not in u.loaded_mkvps() for u in units):
                 raise StaleSeal(sealed_under)
+            if precondition is not None and not self.s.each("read", what, lambda u: precondition(u.store), units):
+                return None
             seq = self.s.next_seq(head)
             done = 0
             for unit in units:
@@ -384,8 +390,31 @@ class ReplicatedStore:
     def put_token(self, t: TokenRow) -> None:
         self._write("write a token", lambda st, seq: st.put_token(t, seq))
 
-    def set_failures(self, serial: str, so: int | None = None, user: int | None = None) -> None:
-        self._write("count a PIN failure", lambda st, seq: st.set_failures(serial, seq, so=so, user=user))
+    def update_token(self, serial: str, **columns: object) -> None:
+        self._write("write a token", lambda st, seq: st.update_token(serial, seq, **columns))
+
+    def count_pin_attempt(self, serial: str, column: str, limit: int) -> TokenRow | None:
+        """Count one PIN attempt before it is verified (the lockout of Base §5.6 holds for
+        parallel processes): under the region's lock, read the failure count from the
+        units themselves, and add one unless it reached `limit`. Returns the token as it
+        was before this attempt, or None when the PIN is locked (nothing written). When
+        no unit records the attempt the call fails (CKR_DEVICE_ERROR): an attempt that
+        is not counted is never verified."""
+        seen: list[TokenRow] = []
+
+        def below_limit(st: Any) -> bool:
+            t = st.token(serial)
+            if t is None:
+                raise P11Error(CKR.DEVICE_REMOVED, f"token {serial} was deleted")
+            seen[:] = [t]
+            return bool(getattr(t, column) < limit)
+
+        def count(st: Any, seq: int) -> None:
+            st.update_token(serial, seq, **{column: getattr(seen[0], column) + 1})
+
+        if self._write("count a PIN attempt", count, precondition=below_limit) is None:
+            return None
+        return seen[0]
 
     def wipe_token(self, serial: str) -> None:
         self._write("wipe a token", lambda st, seq: st.wipe_token(serial, seq))

@@ -126,6 +126,7 @@ class Bundle:
     objects: dict[int, "ObjectRow | None"] = field(default_factory=dict)
     drop: list[int] = field(default_factory=list)     # the receiver's orphan changes (export_for)
 _TOKEN_COLUMNS = "serial, slot_id, label, so_pin, user_pin, so_failures, user_failures"
+_TOKEN_UPDATABLE = {"label", "so_pin", "user_pin", "so_failures", "user_failures"}
 
 
 class Store:
@@ -220,21 +221,30 @@ class Store:
 
     @staticmethod
     def _put_token(db: sqlite3.Connection, t: TokenRow) -> None:
-        db.execute(f"INSERT OR REPLACE INTO tokens ({_TOKEN_COLUMNS}) VALUES (?,?,?,?,?,?,?)",
+        """Insert a token or update its row in place. Never INSERT OR REPLACE: replacing
+        deletes the old row first, and `ON DELETE CASCADE` took every object with it
+        (issue 13: C_SetPIN, C_InitPIN and catch-up emptied the token). A new token whose
+        slot is taken fails with IntegrityError instead of removing the other token."""
+        db.execute(f"INSERT INTO tokens ({_TOKEN_COLUMNS}) VALUES (?,?,?,?,?,?,?) ON CONFLICT(serial) DO UPDATE "
+                   "SET slot_id = excluded.slot_id, label = excluded.label, so_pin = excluded.so_pin, "
+                   "user_pin = excluded.user_pin, so_failures = excluded.so_failures, "
+                   "user_failures = excluded.user_failures",
                    (t.serial, t.slot_id, t.label, t.so_pin, t.user_pin, t.so_failures, t.user_failures))
+
+    def update_token(self, serial: str, seq: int, **columns: object) -> None:
+        """Change some columns of a token row in place (a PIN, a label, a counter), so a
+        writer never puts back the other columns from a stale copy."""
+        bad = set(columns) - _TOKEN_UPDATABLE
+        assert not bad, f"not a token column: {bad}"
+        with self.tx() as db:
+            db.execute(f"UPDATE tokens SET {', '.join(f'{c} = ?' for c in columns)} WHERE serial = ?",
+                       (*columns.values(), serial))
+            self._log(db, seq, serial, None, "token")
 
     def put_token(self, t: TokenRow, seq: int) -> None:
         with self.tx() as db:
             self._put_token(db, t)
             self._log(db, seq, t.serial, None, "token")
-
-    def set_failures(self, serial: str, seq: int, so: int | None = None, user: int | None = None) -> None:
-        with self.tx() as db:
-            if so is not None:
-                db.execute("UPDATE tokens SET so_failures = ? WHERE serial = ?", (so, serial))
-            if user is not None:
-                db.execute("UPDATE tokens SET user_failures = ? WHERE serial = ?", (user, serial))
-            self._log(db, seq, serial, None, "token")
 
     def wipe_token(self, serial: str, seq: int) -> None:
         """Destroy every object of a token (re-initialisation by the SO)."""

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from ..consts import CKR, CKU, TokenFlag
 from ..errors import P11Error, require
@@ -95,7 +95,7 @@ def init_token(st: State, slot_id: int, so_pin: bytes, label: bytes) -> None:
         # Re-initialisation by the SO wipes every object and the user PIN (Base §5.6 C_InitToken).
         check_pin(st, t, CKU.SO, so_pin)
         st.store.wipe_token(t.serial)
-        st.store.put_token(replace(t, label=label, user_pin=None, user_failures=0, so_failures=0))
+        st.store.update_token(t.serial, label=label, user_pin=None, user_failures=0, so_failures=0)
         st.cache.clear()
     st.hsm.record("token-init", slot=slot_id, label=label.decode(errors="replace").rstrip(),
                   reinit=t is not None)
@@ -107,8 +107,7 @@ def init_pin(st: State, s: Session, pin: bytes) -> None:
     if st.logins.get(s.serial) != CKU.SO or not s.rw:
         raise P11Error(CKR.USER_NOT_LOGGED_IN, "C_InitPIN needs an R/W session of the SO")
     pins.check_length(pin)
-    t = st.token(s.serial)
-    st.store.put_token(replace(t, user_pin=pins.hash_pin(pin), user_failures=0))
+    st.store.update_token(s.serial, user_pin=pins.hash_pin(pin), user_failures=0)
     st.invalidate_tokens()
     st.mark_own_write()
 
@@ -124,27 +123,32 @@ def set_pin(st: State, s: Session, old: bytes, new: bytes) -> None:
     check_pin(st, t, who, old)
     pins.check_length(new)
     field = "so_pin" if who == CKU.SO else "user_pin"
-    st.store.put_token(replace(st.token(s.serial), **{field: pins.hash_pin(new)}))
+    st.store.update_token(s.serial, **{field: pins.hash_pin(new)})
     st.invalidate_tokens()
     st.mark_own_write()
 
 
 def check_pin(st: State, t: TokenRow, who: int, pin: bytes) -> None:
-    """Verify a PIN and keep the failure count (CKF_*_PIN_COUNT_LOW/FINAL_TRY/LOCKED)."""
+    """Verify a PIN and keep the failure count (CKF_*_PIN_COUNT_LOW/FINAL_TRY/LOCKED).
+    The attempt is counted in the units before the PIN is verified (store
+    `count_pin_attempt`), so parallel guessers never get past `pin.max_failures`, and
+    a region that cannot record it refuses to verify (fail closed). A right PIN then
+    clears the count."""
     is_so = who == CKU.SO
-    failures = t.so_failures if is_so else t.user_failures
-    if failures >= st.config.pin_max_failures:
+    column = "so_failures" if is_so else "user_failures"
+    fresh = st.store.count_pin_attempt(t.serial, column, st.config.pin_max_failures)
+    st.invalidate_tokens()
+    st.mark_own_write()
+    if fresh is None:
         raise P11Error(CKR.PIN_LOCKED, f"the {'SO' if is_so else 'user'} PIN is locked")
-    stored = t.so_pin if is_so else t.user_pin
-    assert stored is not None
-    ok = pins.verify_pin(pin, stored)
-    new_count = 0 if ok else failures + 1
-    if new_count != failures:
-        st.store.set_failures(t.serial, **({"so": new_count} if is_so else {"user": new_count}))
-        st.invalidate_tokens()
-        st.mark_own_write()
-    if not ok:
-        raise P11Error(CKR.PIN_INCORRECT, f"wrong PIN ({new_count} failure(s) in a row)")
+    stored = fresh.so_pin if is_so else fresh.user_pin
+    if stored is None:
+        raise P11Error(CKR.USER_PIN_NOT_INITIALIZED, "the user PIN is not set")
+    if not pins.verify_pin(pin, stored):
+        raise P11Error(CKR.PIN_INCORRECT, f"wrong PIN ({getattr(fresh, column) + 1} failure(s) in a row)")
+    st.store.update_token(t.serial, **{column: 0})
+    st.invalidate_tokens()
+    st.mark_own_write()
 
 
 def library_description() -> tuple[str, str]:
