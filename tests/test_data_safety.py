@@ -180,3 +180,123 @@ def test_an_attempt_that_cannot_be_counted_is_not_verified(tmp_path: Path) -> No
     out = subprocess.run([sys.executable, "-c", script], env=env(conf), capture_output=True, text=True,
                          timeout=120)
     assert out.stdout.split() == ["PinIncorrect", "ok"], out.stderr
+
+
+WRITER = textwrap.dedent("""
+    import sys, pkcs11, hspkcs11
+    tok = pkcs11.lib(str(hspkcs11.module_path())).get_token(token_label="app")
+    with tok.open(user_pin="1234", rw=True) as s:
+        for i in range(int(sys.argv[2])):
+            s.generate_key(pkcs11.KeyType.AES, 128, store=True, label=f"{sys.argv[1]}-{i}")
+    print("done")
+""")
+
+
+def test_deleting_the_lock_file_never_lets_two_writers_in(tmp_path: Path) -> None:
+    """Row 3: a "stale lock" clean-up while writers run; every key keeps its own handle
+    and every unit ends with the same content."""
+    conf = make_region(tmp_path, zones="us-south-1, us-south-2, us-south-3")
+    cli(conf, "init-token", "--free", "--label", "app")
+    lock = load_config(conf).region_dir / ".write.lock"
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, f"w{n}", "60"], env=env(conf), text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE) for n in range(3)]
+    while any(w.poll() is None for w in writers):
+        lock.unlink(missing_ok=True)
+    for w in writers:
+        out, err = w.communicate(timeout=300)
+        assert out.strip() == "done", err
+    units = Region(load_config(conf)).units()
+    assert {u.store.count_objects() for u in units} == {180}
+    assert len({u.store.content_digest() for u in units}) == 1
+    labels = {bytes(r.label or b"") for r in units[0].store.find(units[0].store.tokens()[0].serial, True)}
+    assert len(labels) == 180
+
+
+STOPPED_HOLDER = textwrap.dedent("""
+    import os, signal
+    from hspkcs11.config import load
+    from hspkcs11.hsm.replica import RegionService
+    svc = RegionService(load())
+    with svc.write_lock():
+        print(os.getpid(), flush=True)
+        os.kill(os.getpid(), signal.SIGSTOP)      # a writer paused inside the lock
+""")
+
+BUSY_APP = textwrap.dedent("""
+    import threading, time, pkcs11, hspkcs11
+    tok = pkcs11.lib(str(hspkcs11.module_path())).get_token(token_label="app")
+    s = tok.open(user_pin="1234", rw=True)
+    key = s.generate_key(pkcs11.KeyType.AES, 128)           # a session key: no region write
+    print("ready", flush=True)
+    input()
+    done = []
+    def encrypt():
+        while not done:
+            key.encrypt(b"x" * 16, mechanism=pkcs11.Mechanism.AES_ECB)
+            done_count[0] += 1
+    done_count = [0]
+    t = threading.Thread(target=encrypt)
+    t.start()
+    start = time.monotonic()
+    try:
+        s.generate_key(pkcs11.KeyType.AES, 128, store=True, label="blocked")
+        outcome = "ok"
+    except pkcs11.exceptions.PKCS11Error as exc:
+        outcome = type(exc).__name__
+    waited = time.monotonic() - start
+    done.append(1)
+    t.join()
+    print(outcome, round(waited, 1), done_count[0], flush=True)
+""")
+
+
+def test_a_stopped_writer_blocks_nobody_for_ever(tmp_path: Path) -> None:
+    """Row 4: a process stopped inside the region's lock. Another application's write is
+    refused within the bounded wait, naming the holder; its other threads keep working
+    meanwhile; once the holder goes on, writes work again."""
+    import signal
+    conf = make_region(tmp_path)
+    cli(conf, "init-token", "--free", "--label", "app")
+    app = subprocess.Popen([sys.executable, "-c", BUSY_APP], env=env(conf), text=True, stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert app.stdout is not None and app.stdin is not None
+    assert app.stdout.readline().strip() == "ready"
+    holder = subprocess.Popen([sys.executable, "-c", STOPPED_HOLDER], env=env(conf), text=True,
+                              stdout=subprocess.PIPE)
+    assert holder.stdout is not None
+    pid = int(holder.stdout.readline())
+    try:
+        app.stdin.write("\n")
+        app.stdin.flush()
+        out, err = app.communicate(timeout=60)
+        outcome, waited, encrypted = out.split()
+        assert outcome == "DeviceError", err
+        assert 4 <= float(waited) <= 15
+        assert int(encrypted) > 100          # the other thread ran while this one waited
+        assert f"held by pid {pid}" in (tmp_path / "hspkcs11.log").read_text()
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        holder.wait(timeout=30)
+    out = subprocess.run([sys.executable, "-c", WRITER, "after", "1"], env=env(conf), capture_output=True,
+                         text=True, timeout=120)
+    assert out.stdout.strip() == "done", out.stderr
+
+
+def test_a_damaged_unit_is_left_out_and_the_others_serve(tmp_path: Path) -> None:
+    """Row 5: random bytes in one unit's database. New processes start and work, status
+    names the unit, and the operator can take its zone down with the tool."""
+    conf = make_region(tmp_path, zones="us-south-1, us-south-2, us-south-3")
+    cli(conf, "init-token", "--free", "--label", "app")
+    (load_config(conf).unit_dir("us-south-2") / "unit.db").write_bytes(os.urandom(8192))
+    for suffix in ("-wal", "-shm"):
+        (load_config(conf).unit_dir("us-south-2") / f"unit.db{suffix}").unlink(missing_ok=True)
+    out = subprocess.run([sys.executable, "-c", WRITER, "k", "2"], env=env(conf), capture_output=True,
+                         text=True, timeout=120)
+    assert out.stdout.strip() == "done", out.stderr
+    doc = json.loads(cli(conf, "status", "--json").stdout)
+    by_zone = {u["zone"]: u for u in doc["units"]}
+    assert list(by_zone) == ["us-south-1", "us-south-2", "us-south-3"]
+    assert by_zone["us-south-2"]["health"] == "does not open" and by_zone["us-south-2"]["refused"]
+    assert by_zone["us-south-1"]["objects"] == by_zone["us-south-3"]["objects"] == 2
+    assert cli(conf, "zone", "down", "us-south-2", check=False).returncode == 0
+    assert "does not open" in (tmp_path / "hspkcs11.log").read_text()

@@ -29,9 +29,10 @@ def run_suite(module_path: str, label: str, env: dict[str, str], workdir: Path) 
     report = workdir / "report.xml"
     full_env = {**os.environ, **env, "PKCS11_MODULE": module_path, "PKCS11_TOKEN_LABEL": label,
                 "PKCS11_TOKEN_PIN": USER_PIN, "PKCS11_TOKEN_SO_PIN": SO_PIN}
-    subprocess.run([sys.executable, "-m", "pytest", "tests", "-q", "-p", "no:cacheprovider",
-                    "-W", "ignore::DeprecationWarning", f"--junitxml={report}"],
-                   cwd=SUITE, env=full_env, capture_output=True, text=True, timeout=900)
+    run = subprocess.run([sys.executable, "-m", "pytest", "tests", "-q", "-p", "no:cacheprovider",
+                          "-W", "ignore::DeprecationWarning", f"--junitxml={report}"],
+                         cwd=SUITE, env=full_env, capture_output=True, text=True, timeout=900)
+    assert report.is_file(), f"the suite wrote no report (exit {run.returncode}): {run.stdout[-2000:]}{run.stderr[-2000:]}"
     outcomes = {}
     for case in ET.parse(report).iter("testcase"):
         kinds = {child.tag for child in case}

@@ -7,6 +7,7 @@ after fork() is not initialised until it calls C_Initialize (Base §5.4).
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -14,7 +15,7 @@ import sqlite3
 import struct
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from ..config import Config, ConfigError, load as load_config
 from ..consts import CK_UNAVAILABLE_INFORMATION, CKR, SlotFlag
@@ -259,9 +260,26 @@ def py_Initialize(flags: int) -> int:
         log.warning("region %s has no current master key: tokens are visible but key use is refused until "
                     "`hspkcs11-util masterkey load PART PART`, `masterkey commit` and `masterkey activate`",
                     config.region)
+    state.hsm.unlocked = _unlocked
     _state = state
     _lend_pulse(state)
     return CKR.OK
+
+
+@contextlib.contextmanager
+def _unlocked() -> Iterator[None]:
+    """Let go of the process-wide lock while this thread waits for the region's write
+    lock, so the application's other threads keep working (issue 13, row 4). The
+    waiting call has not changed any state yet; it takes the lock back before it does."""
+    lock = _lock
+    if not lock._is_owned():          # type: ignore[attr-defined]  # called outside a bridged call
+        yield
+        return
+    saved = lock._release_save()      # type: ignore[attr-defined]  # every level this thread holds
+    try:
+        yield
+    finally:
+        lock._acquire_restore(saved)  # type: ignore[attr-defined]
 
 
 def _load_config() -> Config:

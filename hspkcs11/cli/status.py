@@ -32,6 +32,11 @@ def unit_status(svc: RegionService) -> list[dict[str, Any]]:
         except UNIT_FAILURES as exc:
             row.update(position=None, objects=None, tokens=None, error=str(exc))
         rows.append(row)
+    for zone, why in svc.broken.items():
+        rows.append({"zone": zone, "health": "does not open", "refused": why, "current_mkvp": None,
+                     "current_state": None, "new_mkvp": None, "new_state": None, "position": None,
+                     "objects": None, "tokens": None, "error": why})
+    rows.sort(key=lambda r: svc.config.zones.index(r["zone"]))
     head = max((r["position"] for r in rows if r["position"] is not None), default=0)
     for r in rows:
         r["lag"] = None if r["position"] is None else head - r["position"]

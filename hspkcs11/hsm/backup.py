@@ -525,7 +525,7 @@ def _region_lock(region_dir: Path) -> Iterator[None]:
     """The region's write lock (replica.RegionService.write_lock): no writer of a live
     region runs while its units are replaced."""
     import fcntl
-    fd = os.open(region_dir / ".write.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(region_dir, os.O_RDONLY | os.O_DIRECTORY)     # the lock RegionService takes
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

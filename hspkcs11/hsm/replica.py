@@ -15,10 +15,12 @@ import fcntl
 import logging
 import os
 import sqlite3
+import threading
 import time
 from collections import Counter
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
 from ..config import Config
@@ -28,7 +30,7 @@ from . import audit
 from .faults import FaultFile, ZoneFaults
 from .files import ALLOC, EPOCH, HEAD, Stamp, set_head
 from .masterkey import MasterKeyError
-from .store import CorruptRow, ObjectRow, TokenRow
+from .store import CorruptRow, ObjectRow, StoreError, TokenRow
 from .unit import CryptoUnit
 
 log = logging.getLogger("hspkcs11")
@@ -46,6 +48,27 @@ class StaleSeal(Exception):
 
 # What makes a unit fail an operation (and the caller move to the next unit); a
 # MasterKeyError is a register file that no longer opens (damaged or tampered).
+LOCK_FILE = ".write.lock"     # holds the pid of the write lock's holder (the lock is on the directory)
+LOCK_WAIT = 5.0               # seconds a writer waits for the region's lock before answering CKR_DEVICE_ERROR
+
+
+def note_holder(region_dir: Path) -> None:
+    fd = os.open(region_dir / LOCK_FILE, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        os.pwrite(fd, f"{os.getpid():<12}".encode(), 0)
+    finally:
+        os.close(fd)
+
+
+def lock_holder(region_dir: Path) -> str:
+    """The pid the write lock's holder recorded (or '?')."""
+    try:
+        text = (region_dir / LOCK_FILE).read_bytes()[:12].decode(errors="replace").strip()
+    except OSError:
+        return "?"
+    return text if text.isdigit() else "?"
+
+
 UNIT_FAILURES = (sqlite3.Error, CorruptRow, UnitFault, OSError, MasterKeyError)
 
 
@@ -55,15 +78,30 @@ class RegionService:
         self.name = config.region
         self.faults = FaultFile(config.region_dir)
         self.units: list[CryptoUnit] = []
+        self.broken: dict[str, str] = {}      # zone -> why its unit did not open (status shows it)
         for zone in config.zones:
             if (config.unit_dir(zone) / "unit.db").exists():
-                self.units.append(CryptoUnit(config.unit_dir(zone), config.region, zone))
+                # Each unit opens on its own: a damaged or unreadable one is left out and
+                # named, and the others serve (issue 13, row 5).
+                try:
+                    self.units.append(CryptoUnit(config.unit_dir(zone), config.region, zone))
+                except (StoreError, sqlite3.Error, OSError, MasterKeyError) as exc:
+                    self.broken[zone] = f"{type(exc).__name__}: {exc}"
+                    log.error("unit %s/%s does not open and is left out of service: %s; the other zones "
+                              "serve. Restore its directory, or take the zone down (`hspkcs11-util zone down "
+                              "%s`)", config.region, zone, exc, zone)
         if not self.units:
+            why = "; ".join(f"{z}: {r}" for z, r in self.broken.items())
             raise P11Error(CKR.GENERAL_ERROR,
-                           f"region {config.region} has no crypto units under {config.region_dir}: "
-                           "run `hspkcs11-util region init`")
+                           f"region {config.region} has no crypto unit that opens under {config.region_dir}"
+                           + (f" ({why})" if why else ": run `hspkcs11-util region init`"))
         self.store = ReplicatedStore(self)
         self._lock_fd: int | None = None
+        self._thread_lock = threading.Lock()
+        self._lock_owner: int | None = None
+        # Entered while waiting for the region's lock: the bridge lends one that lets
+        # go of its process-wide lock, so a waiting writer never freezes other threads.
+        self.unlocked: Callable[[], AbstractContextManager[None]] = nullcontext
         self._refused: dict[str, str] = {}
         self._health: tuple[tuple[int, int], list[CryptoUnit]] | None = None
         self._fault_view: dict[str, ZoneFaults] = {}
@@ -183,13 +221,60 @@ class RegionService:
 
     @contextmanager
     def write_lock(self) -> Iterator[None]:
-        if self._lock_fd is None:
-            self._lock_fd = os.open(self.config.region_dir / ".write.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        """The region's writers in turn: a thread lock (flock is per open file, so it
+        does not keep this process's threads apart), then `flock` on `.write.lock`.
+        Both waits are bounded (LOCK_WAIT), then the call answers CKR_DEVICE_ERROR
+        naming the holder's pid; `unlocked` lets the caller's other threads run while
+        this one waits. Re-entrant within a thread."""
+        me = threading.get_ident()
+        if self._lock_owner == me:
+            yield
+            return
+        deadline = time.monotonic() + LOCK_WAIT
+        with self.unlocked():
+            if not self._thread_lock.acquire(timeout=LOCK_WAIT):
+                raise P11Error(CKR.DEVICE_ERROR, f"region {self.name}: another thread of this process has held "
+                               f"the region's write lock for over {LOCK_WAIT:.0f} s")
+            try:
+                self._take_flock(deadline)
+            except BaseException:
+                self._thread_lock.release()
+                raise
+        self._lock_owner = me
         try:
             yield
         finally:
+            self._lock_owner = None
+            assert self._lock_fd is not None
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            self._thread_lock.release()
+
+    def _take_flock(self, deadline: float) -> None:
+        """Lock the region, polling until `deadline`. The lock is taken on the region's
+        directory, not on a file in it: deleting or replacing a lock file (a "stale lock"
+        clean-up) would let a second writer in while the first is still inside (issue
+        13, row 3). `.write.lock` only records the holder's pid, for the log."""
+        while True:
+            if self._lock_fd is None:
+                self._lock_fd = os.open(self.config.region_dir, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = lock_holder(self.config.region_dir)
+                    log.error("region %s: its write lock has been held by pid %s for over %.0f s; key creation "
+                              "and other writes are refused until it lets go (a stopped or hung process: "
+                              "resume or end it)", self.name, holder, LOCK_WAIT)
+                    raise P11Error(CKR.DEVICE_ERROR, f"region {self.name}: write lock held by pid {holder} "
+                                   f"for over {LOCK_WAIT:.0f} s") from None
+                time.sleep(0.002)
+                continue
+            mine, there = os.fstat(self._lock_fd), os.stat(self.config.region_dir)
+            if (there.st_ino, there.st_dev) == (mine.st_ino, mine.st_dev):
+                note_holder(self.config.region_dir)
+                return
+            os.close(self._lock_fd)          # the region directory was replaced: lock the one at the path
+            self._lock_fd = None
 
     def positions(self, units: list[CryptoUnit]) -> dict[str, int]:
         out = {}
@@ -274,7 +359,10 @@ class RegionService:
     def _current_readers(self) -> list[CryptoUnit]:
         units = self.healthy()
         pos = self.positions(units)
-        if pos and (len(set(pos.values())) > 1 or max(pos.values()) < self.head()):
+        # Units that differ, or that all stand apart from the head (behind it: missing
+        # changes; ahead of it: a writer killed after its commits, before it moved the
+        # head), go through catch_up, which settles the head as well.
+        if pos and (len(set(pos.values())) > 1 or max(pos.values()) != self.head()):
             with self.write_lock():
                 units, _ = self.catch_up()
             return units
