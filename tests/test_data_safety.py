@@ -300,3 +300,22 @@ def test_a_damaged_unit_is_left_out_and_the_others_serve(tmp_path: Path) -> None
     assert by_zone["us-south-1"]["objects"] == by_zone["us-south-3"]["objects"] == 2
     assert cli(conf, "zone", "down", "us-south-2", check=False).returncode == 0
     assert "does not open" in (tmp_path / "hspkcs11.log").read_text()
+
+
+def test_a_unit_that_loses_its_registers_is_failed_over(tmp_path: Path) -> None:
+    """Row 7: a running application keeps creating keys when one unit's registers vanish."""
+    from regionkit import Client
+    conf = make_region(tmp_path, zones="us-south-1, us-south-2, us-south-3")
+    cli(conf, "init-token", "--free", "--label", "app")
+    app = Client(conf, "app")
+    try:
+        assert app.do("genkey before") == "ok"
+        (load_config(conf).unit_dir("us-south-1") / "registers.json").unlink()
+        assert app.do("genkey after") == "ok"
+        assert app.do("sign") == "True"
+        assert app.do("find after") == "after"
+    finally:
+        app.close()
+    doc = json.loads(cli(conf, "status", "--json").stdout)
+    assert {u["zone"]: bool(u["refused"]) for u in doc["units"]} == {
+        "us-south-1": True, "us-south-2": False, "us-south-3": False}

@@ -31,7 +31,7 @@ from .faults import FaultFile, ZoneFaults
 from .files import ALLOC, EPOCH, HEAD, Stamp, set_head
 from .masterkey import MasterKeyError
 from .store import CorruptRow, ObjectRow, StoreError, TokenRow
-from .unit import CryptoUnit
+from .unit import CryptoUnit, UnitKeyMissing
 
 log = logging.getLogger("hspkcs11")
 T = TypeVar("T")
@@ -46,8 +46,6 @@ class StaleSeal(Exception):
     between sealing and storing): the caller seals again and retries."""
 
 
-# What makes a unit fail an operation (and the caller move to the next unit); a
-# MasterKeyError is a register file that no longer opens (damaged or tampered).
 LOCK_FILE = ".write.lock"     # holds the pid of the write lock's holder (the lock is on the directory)
 LOCK_WAIT = 5.0               # seconds a writer waits for the region's lock before answering CKR_DEVICE_ERROR
 
@@ -69,7 +67,10 @@ def lock_holder(region_dir: Path) -> str:
     return text if text.isdigit() else "?"
 
 
-UNIT_FAILURES = (sqlite3.Error, CorruptRow, UnitFault, OSError, MasterKeyError)
+# What makes a unit fail an operation (and the caller move to the next unit); a
+# MasterKeyError is a register file that no longer opens (damaged or tampered), and
+# UnitKeyMissing one that no longer holds the key (emptied or deleted).
+UNIT_FAILURES = (sqlite3.Error, CorruptRow, UnitFault, OSError, MasterKeyError, UnitKeyMissing)
 
 
 class RegionService:
@@ -214,6 +215,7 @@ class RegionService:
             except UNIT_FAILURES as exc:
                 errors.append(f"{unit.zone}: {exc}")
                 self._readers = None        # look at every unit's position again next time
+                self._health = None         # and at its registers: a unit that lost them is refused
                 log.warning("unit %s failed to %s (%s); failing over", unit.name, what, exc)
         raise self._none_left(what, errors)
 

@@ -29,6 +29,11 @@ TAG_LEN = 8
 MKVP_LEN = 16
 
 
+class UnitKeyMissing(P11Error):
+    """This unit lacks the master key a call needs (its registers are empty or gone):
+    a fault of the unit, so the region fails over to another (issue 13, row 7)."""
+
+
 def make_blob(mkvp: str, wrapped: bytes) -> bytes:
     return MAGIC + bytes.fromhex(mkvp) + wrapped
 
@@ -72,7 +77,7 @@ class CryptoUnit:
         """The current master key, or the error that tells the operator what to run."""
         regs = self.registers.read()
         if regs.current_state is not CurrentState.VALID or regs.current_key is None:
-            raise P11Error(CKR.DEVICE_ERROR,
+            raise UnitKeyMissing(CKR.DEVICE_ERROR,
                            f"crypto unit {self.name} has no current master key: run `hspkcs11-util "
                            "masterkey load PART PART`, `masterkey commit` and `masterkey activate`")
         assert regs.current_mkvp is not None
@@ -104,7 +109,7 @@ class CryptoUnit:
         mkvp_raw, body = split_blob(blob)
         key = self._keys().get(mkvp_raw)
         if key is None:
-            raise P11Error(CKR.DEVICE_ERROR,
+            raise UnitKeyMissing(CKR.DEVICE_ERROR,
                            f"unit {self.name}: key sealed under master key {mkvp_raw.hex()}, which is not "
                            "loaded; load that master key's parts (`hspkcs11-util masterkey load`)")
         try:
