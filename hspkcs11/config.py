@@ -43,6 +43,7 @@ class Config:
     log_level: str = "ERROR"
     log_file: Path | None = None
     pin_max_failures: int = 10
+    store_synchronous: str = "FULL"
     source: Path | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -97,6 +98,13 @@ def _positive(value: str) -> int:
     return n
 
 
+def _synchronous(value: str) -> str:
+    if value.upper() not in ("FULL", "NORMAL"):
+        raise ValueError("must be full (a CKR_OK write survives a power cut) or normal (faster; it survives "
+                         "kill -9, but a power cut may lose the newest writes)")
+    return value.upper()
+
+
 def _level(value: str) -> str:
     if value.upper() not in LOG_LEVELS:
         raise ValueError("must be one of " + ", ".join(LOG_LEVELS))
@@ -128,6 +136,7 @@ KEYS = {
     "log.level": ("log_level", _level),
     "log.file": ("log_file", _path),
     "pin.max_failures": ("pin_max_failures", _positive),
+    "store.synchronous": ("store_synchronous", _synchronous),
 }
 
 

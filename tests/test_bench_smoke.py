@@ -40,3 +40,17 @@ def test_compare_bench_runs() -> None:
         for module in ("hspkcs11", "softhsm"):
             assert op[module]["ops_per_s"] > 0 and op[module]["calls"] >= 3, (name, module, op)
         assert op["ratio"] == round(op["hspkcs11"]["ops_per_s"] / op["softhsm"]["ops_per_s"], 3) > 0, (name, op)
+
+
+def test_durability_bench_runs() -> None:
+    """bench/durability.py works (its figures belong in the README, not in a test)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, str(root / "bench" / "durability.py"), "--keys", "3", "--json"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert {"full_ms", "normal_ms", "softhsm_ms"} <= set(report) and report["full_ms"] > 0

@@ -85,7 +85,8 @@ class RegionService:
                 # Each unit opens on its own: a damaged or unreadable one is left out and
                 # named, and the others serve (issue 13, row 5).
                 try:
-                    self.units.append(CryptoUnit(config.unit_dir(zone), config.region, zone))
+                    self.units.append(CryptoUnit(config.unit_dir(zone), config.region, zone,
+                                                 synchronous=config.store_synchronous))
                 except (StoreError, sqlite3.Error, OSError, MasterKeyError) as exc:
                     self.broken[zone] = f"{type(exc).__name__}: {exc}"
                     log.error("unit %s/%s does not open and is left out of service: %s; the other zones "

@@ -49,11 +49,11 @@ def region_tag(region: str) -> bytes:
 
 class CryptoUnit:
     def __init__(self, unit_dir: Path, region: str, zone: str, create: bool = False,
-                 origin: str | None = None) -> None:
+                 origin: str | None = None, synchronous: str = "FULL") -> None:
         self.dir, self.region, self.zone = unit_dir, region, zone
         if create:
             private_dir(unit_dir)
-        self.store = Store(unit_dir / "unit.db", region, zone, create=create, origin=origin)
+        self.store = Store(unit_dir / "unit.db", region, zone, create=create, origin=origin, synchronous=synchronous)
         self.registers = RegisterFile(unit_dir)
         # Blobs carry the tag of the region they were first sealed in (the store's
         # `origin`): the region itself, or for a restored region the backup's source.
