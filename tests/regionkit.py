@@ -81,3 +81,14 @@ class Client:
             self.proc.stdin.write("quit\n")
             self.proc.stdin.flush()
             self.proc.wait(timeout=60)
+
+
+def start_together(procs: list[subprocess.Popen[str]]) -> None:
+    """Wait until every worker printed "ready", then tell them all "go": the workers'
+    real work overlaps instead of following their start-up times."""
+    for p in procs:
+        assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+    for p in procs:
+        assert p.stdin is not None
+        p.stdin.write("go\n")
+        p.stdin.flush()

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from conftest import make_region, util
+from regionkit import start_together
 
 WRITER = """
 import sys, pkcs11, hspkcs11
@@ -31,12 +32,7 @@ def test_two_processes_generating_token_keys_lose_nothing(tmp_path: Path) -> Non
     procs = [subprocess.Popen([sys.executable, "-c", WRITER, tag, str(per_process)], env=env, text=True,
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
              for tag in ("a", "b")]
-    for p in procs:
-        assert p.stdout is not None and p.stdout.readline().strip() == "ready"
-    for p in procs:
-        assert p.stdin is not None
-        p.stdin.write("go\n")
-        p.stdin.flush()
+    start_together(procs)
     results = [p.communicate(timeout=600) for p in procs]
     for p, (out, err) in zip(procs, results):
         assert p.returncode == 0, err

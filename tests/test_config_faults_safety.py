@@ -21,7 +21,7 @@ from hspkcs11.config import load as load_config
 from hspkcs11.hsm import audit
 from hspkcs11.hsm.faults import FaultFile, ZoneFaults
 from hspkcs11.hsm.files import bump_epoch
-from regionkit import Client, cli, env
+from regionkit import Client, cli, env, start_together
 
 ZONES = "us-south-1, us-south-2, us-south-3"
 
@@ -46,12 +46,7 @@ def test_concurrent_updates_from_many_processes_are_all_kept(tmp_path: Path) -> 
     procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(region), f"z{i}", str(n)], text=True,
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
              for i in range(workers)]
-    for p in procs:
-        assert p.stdout is not None and p.stdout.readline().strip() == "ready"
-    for p in procs:
-        assert p.stdin is not None
-        p.stdin.write("go\n")
-        p.stdin.flush()
+    start_together(procs)
     for p in procs:
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err
