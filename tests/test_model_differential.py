@@ -128,10 +128,12 @@ class Differential(RuleBasedStateMachine):
     def so_init_pin(self, new: str) -> None:
         def reset(s: Side) -> None:
             s.session.close()
-            with s.token.open(so_pin=SO_PIN, rw=True) as so:
-                so.init_pin(new)
-            s.session = s.token.open(user_pin=new, rw=True)
-            s.pin = new
+            try:
+                with s.token.open(so_pin=SO_PIN, rw=True) as so:
+                    so.init_pin(new)
+                s.pin = new
+            finally:                      # a refused step must not leave the user session closed
+                s.session = s.token.open(user_pin=s.pin, rw=True)
         self.both(reset)
 
     @rule()
